@@ -1,0 +1,114 @@
+# earshot - build, run and test. `make run` and `make test` are the two
+# commands a newcomer needs; both install missing Debian packages first.
+#
+#   make            build build/earshotd and build/earshot
+#   make run        start one dev node on 127.0.0.1:8080 (no Redis)
+#   make test       unit + integration tests, fuzz corpus replay, then the
+#                   whole suite again under ASan/UBSan (build-san/)
+#   make fuzz       run the libFuzzer target for FUZZ_SECONDS (default 60)
+#   make SAN=1 ...  build with AddressSanitizer + UBSan into build-san/
+
+CC      ?= cc
+PKGS    := libwebsockets jansson libjwt openssl
+SAN     ?=
+B       := $(if $(SAN),build-san,build)
+SANFLAGS := $(if $(SAN),-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined,)
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+           -I. $(SANFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# libev ships no pkg-config file on Debian 12.
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm
+LDFLAGS += $(SANFLAGS)
+CMOCKA  := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+
+# Pure logic: no sockets, no clocks. Unit tests link against this.
+CORE_SRC := proto/proto.c server/log.c server/config.c server/auth.c \
+            server/matcher.c server/slot.c server/metrics.c
+# I/O: the loop glue, the transport and the hub that wires everything.
+SERVER_SRC := server/ws.c server/hub.c server/main.c
+CLIENT_LIB_SRC := client-demo/esclient.c
+CLIENT_SRC := client-demo/earshot.c
+
+obj = $(patsubst %.c,$(B)/%.o,$(1))
+CORE_OBJ := $(call obj,$(CORE_SRC))
+
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
+INTEG_TESTS := $(patsubst tests/integration/%.c,$(B)/tests/%,$(wildcard tests/integration/test_*.c))
+
+.PHONY: all deps test-deps run test check unit integration san-test fuzz fuzz-replay clean
+.DEFAULT_GOAL := all
+
+all: deps $(B)/earshotd $(B)/earshot
+
+deps:
+	@.ci/install-deps build
+test-deps:
+	@.ci/install-deps test
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DEARSHOT_VERSION='"$(VERSION)"' -MMD -MP -c $< -o $@
+
+$(B)/libcore.a: $(CORE_OBJ)
+	ar rcs $@ $^
+
+$(B)/earshotd: $(call obj,$(SERVER_SRC)) $(B)/libcore.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/earshot: $(call obj,$(CLIENT_SRC) $(CLIENT_LIB_SRC)) $(B)/libcore.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# A unit test may #include the module's .c to reach its static functions;
+# the archive then supplies only what the test does not define itself.
+$(B)/tests/test_%: tests/unit/test_%.c $(B)/libcore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libcore.a $(LDLIBS) $(CMOCKA)
+
+$(B)/tests/test_%: tests/integration/test_%.c tests/integration/harness.c \
+                   tests/integration/harness.h $(call obj,$(CLIENT_LIB_SRC)) $(B)/libcore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/integration/harness.c \
+	    $(call obj,$(CLIENT_LIB_SRC)) $(B)/libcore.a $(LDLIBS) $(CMOCKA)
+
+run: all
+	$(B)/earshotd --config configs/dev.conf
+
+unit: test-deps $(UNIT_TESTS)
+	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+
+integration: test-deps all $(INTEG_TESTS)
+	@set -e; for t in $(INTEG_TESTS); do echo "== $$t"; EARSHOTD=$(B)/earshotd EARSHOT=$(B)/earshot $$t; done
+
+check: unit fuzz-replay integration
+
+# The whole suite: a normal pass, then one under the sanitizers.
+test: test-deps
+	$(MAKE) check
+	$(MAKE) SAN=1 check
+	@echo "make test: all passes green"
+
+# libFuzzer needs clang; the replay of the kept corpus builds with $(CC).
+FUZZ_SECONDS ?= 60
+$(B)/fuzz/fuzz_proto: tests/fuzz/fuzz_proto.c proto/proto.c proto/proto.h
+	@mkdir -p $(dir $@)
+	clang -g -O1 -std=c11 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined \
+	    $(shell pkg-config --cflags jansson) -o $@ tests/fuzz/fuzz_proto.c proto/proto.c \
+	    $(shell pkg-config --libs jansson)
+$(B)/fuzz/replay_proto: tests/fuzz/fuzz_proto.c tests/fuzz/replay.c $(B)/libcore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ tests/fuzz/fuzz_proto.c tests/fuzz/replay.c $(B)/libcore.a $(LDLIBS)
+
+fuzz: test-deps $(B)/fuzz/fuzz_proto
+	@mkdir -p $(B)/fuzz/new-corpus
+	$(B)/fuzz/fuzz_proto -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
+	    -artifact_prefix=tests/fuzz/crashes/ $(B)/fuzz/new-corpus tests/fuzz/corpus
+
+fuzz-replay: $(B)/fuzz/replay_proto
+	$(B)/fuzz/replay_proto tests/fuzz/corpus tests/fuzz/crashes
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find build build-san -name '*.d' 2>/dev/null)

@@ -1,0 +1,73 @@
+/* config.h - earshotd's configuration: one declarative table of directives
+ * (name, type, default, bounds, field), read from a `directive value` file
+ * and from `--directive value` command-line options, validated at load.
+ *
+ * Pure: no I/O beyond reading the named file; errors are returned in a
+ * caller buffer quoting the bad value and its line, never logged here. */
+#ifndef EARSHOT_CONFIG_H
+#define EARSHOT_CONFIG_H
+
+#include <stddef.h>
+
+#define CONFIG_ERR_MAX 256
+#define CONFIG_REFERRAL_MAX 2000
+#define CONFIG_WARN_MARKS_MAX 4
+
+enum config_log_level { CFG_LOG_ERROR, CFG_LOG_WARN, CFG_LOG_INFO, CFG_LOG_DEBUG };
+
+struct config {
+	char listen[64];          /* "127.0.0.1" */
+	int port;                 /* 8080, 1..65535 (0 allowed: kernel picks) */
+	char tls_cert[256];       /* "" = no TLS */
+	char tls_key[256];
+	int insecure_public;      /* allow non-loopback listen without TLS */
+	int dev_mode;             /* 1 by default: anonymous clients, dev secret */
+	char token_secret[256];   /* "" in dev mode = built-in dev secret */
+	/* All durations are in seconds. */
+	int slot_length;          /* 1200, 900..1800 */
+	int warn_at[CONFIG_WARN_MARKS_MAX]; /* {300, 60}, descending, each < slot */
+	int warn_count;           /* 2 */
+	int goodbye_grace;        /* 30, 5..300 */
+	int ring_timeout;         /* 20, 5..120 */
+	int max_missed_offers;    /* 2, 1..10 */
+	int wrapup;               /* 60, 0..900 */
+	int max_message_bytes;    /* 8192, 256..65536 */
+	int max_text_bytes;       /* 4000, 16..4000 */
+	int msg_rate;             /* 20 per second, 1..1000 */
+	int msg_burst;            /* 40, 1..10000 */
+	int max_queue;            /* 10000, 1..1000000 */
+	int auth_timeout;         /* 10, 1..120 */
+	int shutdown_grace;       /* 3, 0..60: seconds to flush goodbyes */
+	int time_scale;           /* 1, 1..1000; dev mode only: session clocks run this many times faster */
+	enum config_log_level log_level; /* info */
+	char referral[CONFIG_REFERRAL_MAX + 1]; /* repeated `referral` lines joined by '\n' */
+};
+
+/* Fill `c` with every default. */
+void config_defaults(struct config *c);
+
+/* Apply a config file. Returns 0, or -1 with `err` set to a message such as
+ * "FILE:12: slot-length '45m' is out of range (15m..30m)". */
+int config_load_file(struct config *c, const char *path, char *err, size_t errlen);
+
+/* Apply one directive by name ("slot-length") and string value ("25m"),
+ * as from the command line. `where` prefixes errors (e.g. "--slot-length"). */
+int config_set(struct config *c, const char *name, const char *value,
+               const char *where, char *err, size_t errlen);
+
+/* Cross-field checks after everything is applied: warn marks below the slot
+ * length, TLS cert and key together, non-loopback listen only with TLS or
+ * insecure-public, dev mode only on loopback, time-scale only in dev mode,
+ * a token secret of at least 32 bytes outside dev mode. */
+int config_validate(const struct config *c, char *err, size_t errlen);
+
+/* The secret in force: the configured one, or the built-in dev secret. */
+const char *config_token_secret(const struct config *c);
+
+/* Whether a listen address is loopback ("127.x", "::1", "localhost", "lo"). */
+int config_is_loopback(const char *addr);
+
+/* Print every directive with its type, default and bounds (for --help). */
+void config_print_help(void *stream);
+
+#endif
