@@ -12,7 +12,8 @@ CC      ?= cc
 PKGS    := libwebsockets jansson libjwt openssl
 SAN     ?=
 B       := $(if $(SAN),build-san,build)
-SANFLAGS := $(if $(SAN),-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined,)
+SANITIZERS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SANFLAGS := $(if $(SAN),$(SANITIZERS))
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
            -I. $(SANFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -27,7 +28,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 CORE_SRC := proto/proto.c server/log.c server/config.c server/auth.c \
             server/matcher.c server/slot.c server/metrics.c
 # I/O: the loop glue, the transport and the hub that wires everything.
-SERVER_SRC := server/ws.c server/hub.c server/main.c
+SERVER_SRC := server/ws.c server/hub.c server/session.c server/main.c
 CLIENT_LIB_SRC := client-demo/esclient.c
 CLIENT_SRC := client-demo/earshot.c
 

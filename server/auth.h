@@ -29,9 +29,12 @@ struct auth_identity {
 	int64_t exp;
 };
 
-/* Verify `token` with `secret` at time `now`. On AUTH_OK fills `id`. A role
- * claim that is not client/counselor/operator is AUTH_MALFORMED; whether
- * the role fits what was asked is the caller's check (token_wrong_role). */
+/* Verify `token` with `secret` at time `now`. On AUTH_OK fills `id`; on
+ * any other status `id` is all zeroes. A role claim that is not
+ * client/counselor/operator is AUTH_MALFORMED; whether the role fits what
+ * was asked is the caller's check (token_wrong_role).
+ * `secret` is raw bytes up to its NUL; an empty or NULL secret verifies
+ * nothing (AUTH_BAD_SIGNATURE for every signed token). */
 enum auth_status auth_verify(const char *token, const char *secret,
                              int64_t now, struct auth_identity *id);
 
@@ -39,7 +42,9 @@ enum auth_status auth_verify(const char *token, const char *secret,
 const char *auth_status_code(enum auth_status s);
 
 /* Mint a token for `id` valid from `now` for `ttl_s` seconds into `out`
- * (capacity `cap`). Returns 0, or -1 (invalid identity, or it does not fit). */
+ * (capacity `cap`). `id->exp` is ignored; `name` and `skills` are left out
+ * when empty. Returns 0, or -1 (invalid identity, ttl_s <= 0, empty
+ * secret, or it does not fit in `cap` or PROTO_TOKEN_MAX). */
 int auth_mint(const struct auth_identity *id, const char *secret,
               int64_t now, int64_t ttl_s, char *out, size_t cap);
 

@@ -41,17 +41,23 @@ struct config {
 	int time_scale;           /* 1, 1..1000; dev mode only: session clocks run this many times faster */
 	enum config_log_level log_level; /* info */
 	char referral[CONFIG_REFERRAL_MAX + 1]; /* repeated `referral` lines joined by '\n' */
+	/* 0 while `referral` holds the built-in default: the first `referral`
+	 * directive replaces the default, later ones append a line. Without
+	 * this an operator could never drop the generic default lines. */
+	int referral_set;
 };
 
 /* Fill `c` with every default. */
 void config_defaults(struct config *c);
 
 /* Apply a config file. Returns 0, or -1 with `err` set to a message such as
- * "FILE:12: slot-length '45m' is out of range (15m..30m)". */
+ * "FILE:12: slot-length '45m' is out of range (15m..30m)". On error `c` is
+ * left exactly as it was: a file that fails half-way applies nothing. */
 int config_load_file(struct config *c, const char *path, char *err, size_t errlen);
 
 /* Apply one directive by name ("slot-length") and string value ("25m"),
- * as from the command line. `where` prefixes errors (e.g. "--slot-length"). */
+ * as from the command line. `where` prefixes errors (e.g. "--slot-length").
+ * On error `c` is unchanged. `referral` appends, as in a file. */
 int config_set(struct config *c, const char *name, const char *value,
                const char *where, char *err, size_t errlen);
 
@@ -67,7 +73,12 @@ const char *config_token_secret(const struct config *c);
 /* Whether a listen address is loopback ("127.x", "::1", "localhost", "lo"). */
 int config_is_loopback(const char *addr);
 
-/* Print every directive with its type, default and bounds (for --help). */
+/* Parse a duration: "30" (seconds), "30s", "5m", "1h", "1h30m". Returns 0,
+ * -1 if it is not a duration, -2 if it overflows an int of seconds. */
+int config_parse_duration(const char *s, int *out_seconds);
+
+/* Print every directive with its type, default and bounds (for --help).
+ * `stream` is a FILE * (NULL means stdout). */
 void config_print_help(void *stream);
 
 #endif

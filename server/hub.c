@@ -1,0 +1,695 @@
+/* hub.c - connections, authentication, message routing, the matcher's
+ * actions, queue positions, operator stats and HTTP (see hub.h). Sessions
+ * and chat are in session.c. */
+#include "hub.h"
+#include "hub_int.h"
+#include "log.h"
+
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define STATS_MIN_INTERVAL_S 0.25
+#define HOUSEKEEPING_S 1.0
+#define SEND_BUF 8192
+
+int64_t hub_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void random_hex(char *out, size_t nbytes)
+{
+	unsigned char b[32];
+	if (nbytes > sizeof b)
+		nbytes = sizeof b;
+	if (RAND_bytes(b, (int)nbytes) != 1)
+		abort(); /* no randomness: nothing secure can go on */
+	for (size_t i = 0; i < nbytes; i++)
+		sprintf(out + 2 * i, "%02x", b[i]);
+}
+
+/* ---- sending ---- */
+
+void hub_send(struct conn *c, const struct proto_msg *m)
+{
+	char buf[SEND_BUF];
+	if (!c->ws)
+		return;
+	long n = proto_encode(m, buf, sizeof buf);
+	if (n < 0) {
+		log_error("conn %u: cannot encode a '%s' message", c->id,
+		          proto_type_name(m->type));
+		return;
+	}
+	ws_send(c->ws, buf, (size_t)n);
+}
+
+void hub_error(struct conn *c, const char *code, const char *reason,
+               enum proto_type ref)
+{
+	struct proto_msg m = { .type = PT_ERROR };
+	snprintf(m.code, sizeof m.code, "%s", code);
+	snprintf(m.reason, sizeof m.reason, "%s", reason);
+	if (ref != PT_NONE)
+		snprintf(m.ref, sizeof m.ref, "%s", proto_type_name(ref));
+	metrics_count_error(&c->hub->metrics, code);
+	log_debug("conn %u: error %s (%s)", c->id, code, reason);
+	hub_send(c, &m);
+}
+
+static void error_close(struct conn *c, const char *code, const char *reason)
+{
+	hub_error(c, code, reason, PT_HELLO);
+	if (c->ws)
+		ws_close(c->ws, 1008, code);
+}
+
+/* ---- the id hash ---- */
+
+static struct conn **bucket(struct hub *h, uint32_t id)
+{
+	return &h->buckets[id % HUB_BUCKETS];
+}
+
+static struct conn *conn_by_id(struct hub *h, uint32_t id)
+{
+	for (struct conn *c = *bucket(h, id); c; c = c->hnext)
+		if (c->id == id)
+			return c;
+	return NULL;
+}
+
+static void conn_unhash(struct hub *h, struct conn *c)
+{
+	for (struct conn **pp = bucket(h, c->id); *pp; pp = &(*pp)->hnext)
+		if (*pp == c) {
+			*pp = c->hnext;
+			return;
+		}
+}
+
+/* ---- queue positions and operator stats ---- */
+
+static void push_queue(struct hub *h)
+{
+	uint32_t pos = 0, online = matcher_online(&h->matcher);
+	struct list *it;
+	list_for_each(it, &h->matcher.queue) {
+		struct conn *c = list_entry(it, struct conn, mc.link);
+		uint32_t wait = matcher_estimate_s(&h->matcher, ++pos);
+		if (c->sent_pos == pos && c->sent_wait == wait && c->sent_online == online)
+			continue;
+		c->sent_pos = pos;
+		c->sent_wait = wait;
+		c->sent_online = online;
+		struct proto_msg m = { .type = PT_QUEUE, .position = pos, .wait_s = wait,
+		                       .counselors = online };
+		hub_send(c, &m);
+	}
+	h->matcher.queue_dirty = 0;
+}
+
+static void arm_match_timer(struct hub *h)
+{
+	int64_t next = matcher_next_deadline(&h->matcher);
+	ev_timer_stop(h->loop, &h->match_timer);
+	if (next == INT64_MAX)
+		return;
+	int64_t delay = next - hub_now_ms();
+	ev_timer_set(&h->match_timer, delay > 0 ? (double)delay / 1000.0 : 0.0, 0.0);
+	ev_timer_start(h->loop, &h->match_timer);
+}
+
+void hub_after_matcher(struct hub *h)
+{
+	arm_match_timer(h);
+	if (h->matcher.queue_dirty)
+		push_queue(h);
+	hub_stats_changed(h);
+}
+
+static void stats_fill(struct hub *h, struct proto_stats *s)
+{
+	int64_t now = hub_now_ms();
+	struct matcher_stats ms;
+	matcher_get_stats(&h->matcher, now, &ms);
+	memset(s, 0, sizeof *s);
+	s->queue = ms.queue;
+	s->oldest_wait_s = ms.oldest_wait_s;
+	s->available = ms.by_state[ST_AVAILABLE];
+	s->ringing = ms.by_state[ST_RINGING];
+	s->busy = ms.by_state[ST_BUSY];
+	s->wrapup = ms.by_state[ST_WRAPUP];
+	s->away = ms.by_state[ST_AWAY];
+	s->sessions = h->nsessions;
+	s->served = (uint32_t)ms.served;
+	s->abandoned = (uint32_t)ms.abandoned;
+	s->connections = (uint32_t)ws_server_connections(h->ws);
+	s->ratings_count = (uint32_t)h->ratings_count;
+	s->ratings_mean = h->ratings_count ? (double)h->ratings_sum / (double)h->ratings_count : 0;
+	s->uptime_s = (uint64_t)((now - h->started_ms) / 1000);
+}
+
+static void stats_push(struct hub *h, int force)
+{
+	struct proto_msg m = { .type = PT_STATS };
+	stats_fill(h, &m.stats);
+	struct proto_stats cmp = m.stats;
+	cmp.uptime_s = h->last_stats.uptime_s; /* uptime alone is no news */
+	if (!force && memcmp(&cmp, &h->last_stats, sizeof cmp) == 0)
+		return;
+	h->last_stats = m.stats;
+	struct list *it;
+	list_for_each(it, &h->conns) {
+		struct conn *c = list_entry(it, struct conn, link);
+		if (c->subscribed)
+			hub_send(c, &m);
+	}
+}
+
+static void stats_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	struct hub *h = w->data;
+	stats_push(h, 0);
+	/* While someone waits, the oldest wait grows: look again in a second. */
+	if (h->matcher.queue_len > 0) {
+		ev_timer_set(&h->stats_timer, 1.0, 0.0);
+		ev_timer_start(h->loop, &h->stats_timer);
+	}
+}
+
+void hub_stats_changed(struct hub *h)
+{
+	if (ev_is_active(&h->stats_timer))
+		return;
+	ev_timer_set(&h->stats_timer, STATS_MIN_INTERVAL_S, 0.0);
+	ev_timer_start(h->loop, &h->stats_timer);
+}
+
+/* ---- matcher actions ---- */
+
+static void on_matcher_action(void *ctx, const struct matcher_action *a)
+{
+	struct hub *h = ctx;
+	struct conn *k = conn_by_id(h, a->counselor);
+	struct conn *c = a->client ? conn_by_id(h, a->client) : NULL;
+	struct proto_msg m = { .type = PT_NONE };
+	switch (a->type) {
+	case MA_OFFER:
+		m.type = PT_OFFER;
+		m.offer_id = a->offer_id;
+		m.waited_s = a->waited_s;
+		m.ring_s = (uint32_t)h->cfg.ring_timeout;
+		if (c) {
+			snprintf(m.topic, sizeof m.topic, "%s", c->mc.topic);
+			m.mode = c->mc.mode;
+		}
+		log_info("offer %lld: client %u to counselor %u", (long long)a->offer_id,
+		         a->client, a->counselor);
+		break;
+	case MA_OFFER_GONE:
+		m.type = PT_OFFER_GONE;
+		m.offer_id = a->offer_id;
+		snprintf(m.reason, sizeof m.reason, "%s", a->reason);
+		log_info("offer %lld to counselor %u withdrawn: %s", (long long)a->offer_id,
+		         a->counselor, a->reason);
+		break;
+	case MA_STATE:
+		m.type = PT_STATE;
+		m.state = a->state;
+		if (a->reason)
+			snprintf(m.reason, sizeof m.reason, "%s", a->reason);
+		if (a->state == ST_WRAPUP)
+			m.wrapup_s = (uint32_t)h->cfg.wrapup;
+		log_info("counselor %u is %s%s%s", a->counselor, proto_state_name(a->state),
+		         a->reason ? ": " : "", a->reason ? a->reason : "");
+		break;
+	case MA_MATCHED:
+		if (c && k)
+			session_start(h, c, k);
+		return;
+	}
+	if (k)
+		hub_send(k, &m);
+}
+
+static void match_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	struct hub *h = w->data;
+	matcher_tick(&h->matcher, hub_now_ms());
+	hub_after_matcher(h);
+}
+
+/* ---- messages by role ---- */
+
+static const char *matcher_err_code(int err)
+{
+	switch (err) {
+	case MATCHER_NO_SUCH_OFFER: return "no_such_offer";
+	case MATCHER_FULL: return "server_busy";
+	default: return "wrong_state";
+	}
+}
+
+static void on_talk_now(struct conn *c, const struct proto_msg *m)
+{
+	struct hub *h = c->hub;
+	if (c->state != ST_IDLE && c->state != ST_ENDED) {
+		hub_error(c, "wrong_state", "already waiting or in a session", m->type);
+		return;
+	}
+	if (h->draining) {
+		hub_error(c, "shutting_down", "the service is restarting; please try again in a minute", m->type);
+		return;
+	}
+	int err = matcher_client_enqueue(&h->matcher, &c->mc, c->id, m->topic, m->mode,
+	                                 hub_now_ms());
+	if (err) {
+		hub_error(c, matcher_err_code(err), "the queue is full; please try again soon", m->type);
+		return;
+	}
+	c->state = ST_WAITING;
+	c->rate_for[0] = '\0';
+	c->sent_pos = c->sent_wait = c->sent_online = 0;
+	log_info("client %u waits (topic %s, %s)", c->id, m->topic, proto_mode_name(m->mode));
+	hub_after_matcher(h);
+}
+
+static void on_cancel(struct conn *c, const struct proto_msg *m)
+{
+	if (c->state != ST_WAITING) {
+		hub_error(c, "wrong_state", "not waiting", m->type);
+		return;
+	}
+	matcher_client_remove(&c->hub->matcher, &c->mc, hub_now_ms(), 1);
+	c->state = ST_IDLE;
+	struct proto_msg r = { .type = PT_CANCELLED };
+	snprintf(r.reason, sizeof r.reason, "by_you");
+	hub_send(c, &r);
+	log_info("client %u left the queue", c->id);
+	hub_after_matcher(c->hub);
+}
+
+static void on_counselor_msg(struct conn *c, const struct proto_msg *m)
+{
+	struct matcher *mt = &c->hub->matcher;
+	int64_t now = hub_now_ms();
+	int err;
+	switch (m->type) {
+	case PT_SET_STATE:
+		err = m->state == ST_AVAILABLE ? matcher_counselor_set_available(mt, &c->mk, now)
+		                               : matcher_counselor_set_away(mt, &c->mk, now);
+		break;
+	case PT_ACCEPT:
+		err = matcher_counselor_accept(mt, &c->mk, m->offer_id, now);
+		break;
+	default: /* PT_DECLINE */
+		err = matcher_counselor_decline(mt, &c->mk, m->offer_id, now);
+		break;
+	}
+	if (err)
+		hub_error(c, matcher_err_code(err),
+		          err == MATCHER_NO_SUCH_OFFER ? "that offer is not yours or has gone"
+		                                       : "not possible in your current state",
+		          m->type);
+	hub_after_matcher(c->hub);
+}
+
+static void on_subscribe(struct conn *c, const struct proto_msg *m)
+{
+	(void)m;
+	c->subscribed = 1;
+	struct proto_msg r = { .type = PT_STATS };
+	stats_fill(c->hub, &r.stats);
+	hub_send(c, &r);
+}
+
+#define R_CLIENT (1u << ROLE_CLIENT)
+#define R_COUNSELOR (1u << ROLE_COUNSELOR)
+#define R_OPERATOR (1u << ROLE_OPERATOR)
+
+static const struct route {
+	enum proto_type type;
+	unsigned roles;
+	void (*fn)(struct conn *c, const struct proto_msg *m);
+} routes[] = {
+	{ PT_TALK_NOW, R_CLIENT, on_talk_now },
+	{ PT_CANCEL, R_CLIENT, on_cancel },
+	{ PT_RATE, R_CLIENT, session_rate },
+	{ PT_SET_STATE, R_COUNSELOR, on_counselor_msg },
+	{ PT_ACCEPT, R_COUNSELOR, on_counselor_msg },
+	{ PT_DECLINE, R_COUNSELOR, on_counselor_msg },
+	{ PT_MSG, R_CLIENT | R_COUNSELOR, session_on_message },
+	{ PT_ACK, R_CLIENT | R_COUNSELOR, session_on_message },
+	{ PT_TYPING, R_CLIENT | R_COUNSELOR, session_on_message },
+	{ PT_END, R_CLIENT | R_COUNSELOR, session_on_message },
+	{ PT_SUBSCRIBE, R_OPERATOR, on_subscribe },
+};
+
+/* ---- hello ---- */
+
+/* Consequences of a connection going away, or being replaced: leave the
+ * queue, end a session for the other side, leave the roster. */
+static void conn_detach(struct conn *c)
+{
+	struct hub *h = c->hub;
+	int64_t now = hub_now_ms();
+	if (c->session)
+		session_close(c->session, "peer_left", c);
+	if (c->role == ROLE_CLIENT && c->state == ST_WAITING)
+		matcher_client_remove(&h->matcher, &c->mc, now, 1);
+	if (c->role == ROLE_COUNSELOR)
+		matcher_counselor_remove(&h->matcher, &c->mk, now);
+	c->subscribed = 0;
+	c->role = ROLE_NONE;
+	hub_after_matcher(h);
+}
+
+static struct conn *find_same_person(struct hub *h, const struct conn *nc)
+{
+	struct list *it;
+	list_for_each(it, &h->conns) {
+		struct conn *c = list_entry(it, struct conn, link);
+		if (c != nc && c->ws && c->role == nc->role &&
+		    strcmp(c->ident.sub, nc->ident.sub) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+static void on_hello(struct conn *c, const struct proto_msg *m)
+{
+	struct hub *h = c->hub;
+	if (m->token[0] == '\0') {
+		if (!(h->cfg.dev_mode && m->role == ROLE_CLIENT)) {
+			error_close(c, "auth_required", "a token is required");
+			return;
+		}
+		memset(&c->ident, 0, sizeof c->ident);
+		c->ident.role = ROLE_CLIENT;
+		memcpy(c->ident.sub, "anon-", 5);
+		random_hex(c->ident.sub + 5, 8);
+	} else {
+		enum auth_status st = auth_verify(m->token, config_token_secret(&h->cfg),
+		                                  (int64_t)time(NULL), &c->ident);
+		if (st != AUTH_OK) {
+			log_info("conn %u: token refused: %s", c->id, auth_status_code(st));
+			error_close(c, auth_status_code(st), "the token was refused");
+			return;
+		}
+		if (c->ident.role != m->role) {
+			error_close(c, "token_wrong_role", "the token is not for this role");
+			return;
+		}
+	}
+	c->role = m->role;
+	struct conn *old = find_same_person(h, c);
+	if (old) {
+		log_info("conn %u replaces conn %u (same person)", c->id, old->id);
+		hub_error(old, "replaced", "you connected again from elsewhere", PT_NONE);
+		conn_detach(old);
+		ws_close(old->ws, 1008, "replaced");
+	}
+	if (c->role == ROLE_CLIENT)
+		c->state = ST_IDLE;
+	else if (c->role == ROLE_OPERATOR)
+		c->state = ST_WATCHING;
+	else
+		matcher_counselor_add(&h->matcher, &c->mk, c->id, hub_now_ms());
+	struct proto_msg w = { .type = PT_WELCOME, .role = c->role, .version = PROTO_VERSION,
+	                       .state = c->role == ROLE_COUNSELOR ? c->mk.state : c->state,
+	                       .slot_s = (uint32_t)h->cfg.slot_length,
+	                       .ring_s = (uint32_t)h->cfg.ring_timeout };
+	snprintf(w.sub, sizeof w.sub, "%s", c->ident.sub);
+	snprintf(w.name, sizeof w.name, "%s", c->ident.name);
+	hub_send(c, &w);
+	log_info("conn %u is a %s", c->id, proto_role_name(c->role));
+	log_debug("conn %u sub %s", c->id, c->ident.sub);
+	hub_after_matcher(h);
+}
+
+/* ---- transport handlers ---- */
+
+static void dispatch(struct conn *c, const struct proto_msg *m)
+{
+	if (m->type == PT_HELLO) {
+		if (c->role != ROLE_NONE)
+			hub_error(c, "already_authenticated", "hello was already accepted", m->type);
+		else
+			on_hello(c, m);
+		return;
+	}
+	if (c->role == ROLE_NONE) {
+		hub_error(c, "not_authenticated", "send hello first", m->type);
+		return;
+	}
+	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+		if (routes[i].type != m->type)
+			continue;
+		if (!(routes[i].roles & (1u << c->role))) {
+			hub_error(c, "wrong_role", "your role may not send this", m->type);
+			return;
+		}
+		routes[i].fn(c, m);
+		return;
+	}
+	hub_error(c, "wrong_role", "only the server sends this message", m->type);
+}
+
+static void on_text(void *user, const char *buf, size_t len)
+{
+	struct conn *c = user;
+	struct proto_msg m;
+	struct proto_err err;
+	if (proto_decode(buf, len, &m, &err) != PROTO_OK) {
+		hub_error(c, err.code, err.reason, m.type);
+		return;
+	}
+	c->hub->metrics.messages_in++;
+	dispatch(c, &m);
+}
+
+static void on_refused(void *user, enum ws_refusal why)
+{
+	struct conn *c = user;
+	switch (why) {
+	case WS_REFUSED_TOO_LARGE:
+		hub_error(c, "too_large", "message larger than max-message-bytes", PT_NONE);
+		break;
+	case WS_REFUSED_RATE:
+		hub_error(c, "rate_limited", "too many messages; slow down", PT_NONE);
+		break;
+	case WS_REFUSED_BINARY:
+		hub_error(c, "unsupported", "binary (media) frames are not supported yet", PT_NONE);
+		break;
+	}
+}
+
+static void *on_open(void *ctx, struct ws_conn *ws)
+{
+	struct hub *h = ctx;
+	struct conn *c = calloc(1, sizeof *c);
+	if (!c) {
+		ws_close(ws, 1011, "out of memory");
+		return NULL;
+	}
+	c->hub = h;
+	c->ws = ws;
+	do
+		c->id = ++h->next_id;
+	while (c->id == 0 || conn_by_id(h, c->id));
+	c->opened_ms = hub_now_ms();
+	c->hnext = *bucket(h, c->id);
+	*bucket(h, c->id) = c;
+	list_add_tail(&h->conns, &c->link);
+	h->metrics.connections_total++;
+	log_info("conn %u open from %s", c->id, ws_conn_peer(ws));
+	hub_stats_changed(h);
+	return c;
+}
+
+static void on_closed(void *user)
+{
+	struct conn *c = user;
+	if (!c)
+		return;
+	struct hub *h = c->hub;
+	log_info("conn %u closed", c->id);
+	c->ws = NULL;
+	conn_detach(c);
+	/* Freed after this loop pass: callers up the stack may still hold it. */
+	list_del(&c->link);
+	conn_unhash(h, c);
+	c->hnext = h->dead;
+	h->dead = c;
+	ev_idle_start(h->loop, &h->reaper);
+}
+
+static void reaper_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	(void)revents;
+	struct hub *h = w->data;
+	while (h->dead) {
+		struct conn *c = h->dead;
+		h->dead = c->hnext;
+		free(c);
+	}
+	ev_idle_stop(loop, w);
+}
+
+static int on_http(void *ctx, const char *path, struct ws_http_reply *r)
+{
+	struct hub *h = ctx;
+	struct proto_msg m = { .type = PT_STATS };
+	size_t cap = 16384;
+	if (strcmp(path, "/healthz") == 0) {
+		r->status = h->draining ? 503 : 200;
+		r->content_type = "text/plain";
+		r->body = strdup(h->draining ? "draining\n" : "ok\n");
+		r->len = r->body ? strlen(r->body) : 0;
+		return r->body ? 0 : -1;
+	}
+	if (strcmp(path, "/stats") != 0 && strcmp(path, "/metrics") != 0)
+		return -1;
+	stats_fill(h, &m.stats);
+	r->body = malloc(cap);
+	if (!r->body)
+		return -1;
+	long n;
+	if (strcmp(path, "/stats") == 0) {
+		r->content_type = "application/json";
+		n = proto_encode(&m, r->body, cap);
+	} else {
+		r->content_type = "text/plain; version=0.0.4";
+		n = metrics_render(&h->metrics, &m.stats, r->body, cap);
+	}
+	if (n < 0) {
+		free(r->body);
+		r->body = NULL;
+		return -1;
+	}
+	r->len = (size_t)n;
+	return 0;
+}
+
+/* Connections that never said hello are closed. */
+static void house_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	struct hub *h = w->data;
+	int64_t limit = hub_now_ms() - (int64_t)h->cfg.auth_timeout * 1000;
+	struct list *it;
+	list_for_each(it, &h->conns) {
+		struct conn *c = list_entry(it, struct conn, link);
+		if (c->role == ROLE_NONE && c->ws && c->opened_ms < limit)
+			ws_close(c->ws, 1008, "no hello");
+	}
+}
+
+/* ---- life cycle ---- */
+
+struct hub *hub_new(struct ev_loop *loop, const struct config *cfg,
+                    char *err, size_t errlen)
+{
+	struct hub *h = calloc(1, sizeof *h);
+	if (!h) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	h->loop = loop;
+	h->cfg = *cfg;
+	list_init(&h->conns);
+	list_init(&h->sessions);
+	h->started_ms = hub_now_ms();
+	int64_t scale = cfg->dev_mode && cfg->time_scale > 1 ? cfg->time_scale : 1;
+	h->slot_ms = (int64_t)cfg->slot_length * 1000 / scale;
+	h->grace_ms = (int64_t)cfg->goodbye_grace * 1000 / scale;
+	for (int i = 0; i < cfg->warn_count; i++)
+		h->marks_ms[i] = (int64_t)cfg->warn_at[i] * 1000 / scale;
+	struct matcher_config mc = {
+		.ring_ms = (int64_t)cfg->ring_timeout * 1000,
+		.wrapup_ms = (int64_t)cfg->wrapup * 1000 / scale,
+		.max_missed = cfg->max_missed_offers,
+		.max_queue = (uint32_t)cfg->max_queue,
+		.redecline_ms = 60000,
+	};
+	mc.handle_ms = h->slot_ms + mc.wrapup_ms;
+	matcher_init(&h->matcher, &mc, on_matcher_action, h);
+
+	ev_init(&h->match_timer, match_timer_cb);
+	h->match_timer.data = h;
+	ev_init(&h->stats_timer, stats_timer_cb);
+	h->stats_timer.data = h;
+	ev_timer_init(&h->house_timer, house_timer_cb, HOUSEKEEPING_S, HOUSEKEEPING_S);
+	h->house_timer.data = h;
+	ev_timer_start(loop, &h->house_timer);
+	ev_idle_init(&h->reaper, reaper_cb);
+	h->reaper.data = h;
+
+	struct ws_config wc = {
+		.iface = cfg->listen, .port = cfg->port,
+		.tls_cert = cfg->tls_cert, .tls_key = cfg->tls_key,
+		.max_message = (size_t)cfg->max_message_bytes,
+		.max_queue = 256 * 1024,
+		.rate = cfg->msg_rate, .burst = cfg->msg_burst,
+		.ping_s = 30, .idle_s = 75,
+	};
+	struct ws_handlers wh = { h, on_open, on_text, on_refused, on_closed, on_http };
+	h->ws = ws_server_new(loop, &wc, &wh, err, errlen);
+	if (!h->ws) {
+		ev_timer_stop(loop, &h->house_timer);
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+int hub_port(const struct hub *h) { return ws_server_port(h->ws); }
+
+size_t hub_connections(const struct hub *h) { return ws_server_connections(h->ws); }
+
+void hub_shutdown(struct hub *h)
+{
+	h->draining = 1;
+	ws_server_drain(h->ws);
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &h->sessions)
+		session_close(list_entry(it, struct session, link), "shutdown", NULL);
+	struct proto_msg m = { .type = PT_GOING_AWAY };
+	snprintf(m.reason, sizeof m.reason, "shutdown");
+	list_for_each(it, &h->conns) {
+		struct conn *c = list_entry(it, struct conn, link);
+		hub_send(c, &m);
+		if (c->ws)
+			ws_close(c->ws, 1001, "shutdown");
+	}
+}
+
+void hub_free(struct hub *h)
+{
+	if (!h)
+		return;
+	ws_server_free(h->ws);  /* closes every connection: on_closed runs */
+	h->ws = NULL;
+	ev_timer_stop(h->loop, &h->match_timer);
+	ev_timer_stop(h->loop, &h->stats_timer);
+	ev_timer_stop(h->loop, &h->house_timer);
+	ev_idle_stop(h->loop, &h->reaper);
+	reaper_cb(h->loop, &h->reaper, 0);
+	while (h->ratings) {
+		struct rating_agg *r = h->ratings;
+		h->ratings = r->next;
+		free(r);
+	}
+	free(h);
+}

@@ -1,0 +1,106 @@
+/* hub_int.h - the hub's internal types, shared by hub.c (connections,
+ * authentication, queue, operators) and session.c (sessions and chat).
+ * Nothing outside the hub includes this. */
+#ifndef EARSHOT_HUB_INT_H
+#define EARSHOT_HUB_INT_H
+
+#include <ev.h>
+#include <stdint.h>
+
+#include "../proto/proto.h"
+#include "auth.h"
+#include "config.h"
+#include "list.h"
+#include "matcher.h"
+#include "metrics.h"
+#include "slot.h"
+#include "ws.h"
+
+#define HUB_BUCKETS 16384
+#define HUB_COMMENTS_KEPT 8
+
+struct session;
+
+/* One peer connection. Lives from the transport's `open` until the loop
+ * pass after its `closed` (practice: never free inside its own callback). */
+struct conn {
+	struct list link;              /* hub->conns */
+	struct conn *hnext;            /* id hash chain */
+	struct hub *hub;
+	struct ws_conn *ws;            /* NULL once the transport closed it */
+	uint32_t id;
+	enum proto_role role;          /* ROLE_NONE until hello */
+	enum proto_state state;        /* client / operator state; counselors: mk.state */
+	struct auth_identity ident;
+	int64_t opened_ms;
+	struct mclient mc;             /* role client */
+	struct mcounselor mk;          /* role counselor */
+	struct session *session;
+	uint32_t sent_pos, sent_wait, sent_online; /* last `queue` pushed */
+	char rate_for[PROTO_SUB_MAX + 1]; /* counselor a rating would go to */
+	int subscribed;
+};
+
+/* A counselor's feedback: an aggregate, never tied to a session or client. */
+struct rating_agg {
+	struct rating_agg *next;
+	char sub[PROTO_SUB_MAX + 1];
+	uint32_t count, hist[5];
+	uint64_t sum;
+	char comments[HUB_COMMENTS_KEPT][PROTO_COMMENT_MAX + 1];
+	int next_comment;
+};
+
+struct session {
+	struct list link;              /* hub->sessions */
+	struct hub *hub;
+	char id[PROTO_ID_MAX + 1];
+	struct conn *client, *counselor;
+	enum proto_mode mode;
+	char topic[PROTO_TOPIC_MAX + 1];
+	struct slot slot;
+	ev_timer timer;
+	int64_t last_seq[2];           /* per sender: 0 client, 1 counselor */
+};
+
+struct hub {
+	struct ev_loop *loop;
+	struct config cfg;
+	struct ws_server *ws;
+	struct matcher matcher;
+	struct metrics metrics;
+	struct list conns, sessions;
+	struct conn *buckets[HUB_BUCKETS];
+	struct conn *dead;             /* closed, freed after this loop pass */
+	uint32_t next_id;
+	uint32_t nsessions;
+	int64_t started_ms;
+	int draining;
+	/* Session clocks in ms, already divided by time-scale. */
+	int64_t slot_ms, grace_ms, marks_ms[CONFIG_WARN_MARKS_MAX];
+	ev_timer match_timer, house_timer, stats_timer;
+	ev_idle reaper;
+	struct proto_stats last_stats; /* last pushed to operators */
+	struct rating_agg *ratings;
+	uint64_t ratings_count, ratings_sum;
+};
+
+/* hub.c */
+int64_t hub_now_ms(void);
+void hub_send(struct conn *c, const struct proto_msg *m);
+void hub_error(struct conn *c, const char *code, const char *reason,
+               enum proto_type ref);
+void hub_after_matcher(struct hub *h);
+void hub_stats_changed(struct hub *h);
+
+/* session.c */
+void session_start(struct hub *h, struct conn *client, struct conn *counselor);
+/* Close for `reason`; `gone` (may be NULL) is a party that already left and
+ * is told nothing. */
+void session_close(struct session *s, const char *reason, struct conn *gone);
+void session_on_message(struct conn *c, const struct proto_msg *m);
+void session_rate(struct conn *c, const struct proto_msg *m);
+/* Seconds (in the peers' clock, scaled back) left in the slot. */
+uint32_t session_remaining_s(const struct session *s);
+
+#endif

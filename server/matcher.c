@@ -1,0 +1,379 @@
+/* matcher.c - the queue and offer state machine (see matcher.h). */
+#include "matcher.h"
+
+#include <string.h>
+
+static const char *const REASON_TIMEOUT = "timeout";
+static const char *const REASON_CLIENT_LEFT = "client_left";
+static const char *const REASON_MISSED = "missed_offers";
+static const char *const REASON_WRAPUP_DONE = "wrapup_done";
+static const char *const REASON_BY_YOU = "by_you";
+
+static void emit(struct matcher *m, const struct matcher_action *a)
+{
+	m->emit(m->ctx, a);
+}
+
+static void set_state(struct matcher *m, struct mcounselor *k,
+                      enum proto_state st, const char *reason)
+{
+	m->by_state[k->state]--;
+	m->by_state[st]++;
+	k->state = st;
+	struct matcher_action a = { .type = MA_STATE, .counselor = k->id,
+	                            .state = st, .reason = reason };
+	emit(m, &a);
+	/* Counselor supply feeds every waiting client's estimate. */
+	m->queue_dirty = 1;
+}
+
+void matcher_init(struct matcher *m, const struct matcher_config *cfg,
+                  matcher_emit_fn fn, void *ctx)
+{
+	memset(m, 0, sizeof *m);
+	m->cfg = *cfg;
+	list_init(&m->queue);
+	list_init(&m->roster);
+	m->next_offer_id = 1;
+	m->handle_ms = cfg->handle_ms > 0 ? cfg->handle_ms : 1;
+	m->emit = fn;
+	m->ctx = ctx;
+}
+
+static int declined_recently(const struct matcher *m, const struct mclient *c,
+                             uint32_t kid, int64_t now)
+{
+	for (int i = 0; i < MATCHER_DECLINED_MAX; i++)
+		if (c->declined[i].id == kid &&
+		    now - c->declined[i].at < m->cfg.redecline_ms)
+			return 1;
+	return 0;
+}
+
+static void remember_decline(struct mclient *c, uint32_t kid, int64_t now)
+{
+	int slot = 0;
+	for (int i = 0; i < MATCHER_DECLINED_MAX; i++) {
+		if (c->declined[i].id == kid) {
+			slot = i;
+			break;
+		}
+		if (c->declined[i].at < c->declined[slot].at)
+			slot = i;       /* oldest entry is the one to reuse */
+	}
+	c->declined[slot].id = kid;
+	c->declined[slot].at = now;
+}
+
+/* The available counselor idle longest; when `strict`, one who has not
+ * just turned `c` down. */
+static struct mcounselor *pick_counselor(struct matcher *m, struct mclient *c,
+                                         int strict, int64_t now)
+{
+	struct mcounselor *best = NULL;
+	struct list *it;
+	list_for_each(it, &m->roster) {
+		struct mcounselor *k = list_entry(it, struct mcounselor, link);
+		if (k->state != ST_AVAILABLE ||
+		    (strict && declined_recently(m, c, k->id, now)))
+			continue;
+		if (!best || k->idle_since < best->idle_since)
+			best = k;
+	}
+	return best;
+}
+
+static void offer(struct matcher *m, struct mclient *c, struct mcounselor *k,
+                  int64_t now)
+{
+	c->offered_to = k;
+	k->offer = c;
+	k->offer_id = m->next_offer_id++;
+	k->deadline = now + m->cfg.ring_ms;
+	set_state(m, k, ST_RINGING, NULL);
+	struct matcher_action a = {
+		.type = MA_OFFER, .client = c->id, .counselor = k->id,
+		.offer_id = k->offer_id,
+		.waited_s = (uint32_t)((now - c->since) / 1000),
+	};
+	emit(m, &a);
+}
+
+/* Pair waiting clients, oldest first, with free counselors. The first pass
+ * spares a counselor the person they just declined, so the next client can
+ * be served; the second pass offers whoever is left to whoever is free,
+ * so a decline can delay a client but never strand them. */
+static void match(struct matcher *m, int64_t now)
+{
+	for (int strict = 1; strict >= 0; strict--) {
+		struct list *it;
+		list_for_each(it, &m->queue) {
+			if (m->by_state[ST_AVAILABLE] == 0)
+				return;
+			struct mclient *c = list_entry(it, struct mclient, link);
+			if (c->offered_to)
+				continue;
+			struct mcounselor *k = pick_counselor(m, c, strict, now);
+			if (k)
+				offer(m, c, k, now);
+		}
+	}
+}
+
+int matcher_client_enqueue(struct matcher *m, struct mclient *c, uint32_t id,
+                           const char *topic, enum proto_mode mode, int64_t now)
+{
+	if (m->queue_len >= m->cfg.max_queue)
+		return MATCHER_FULL;
+	memset(c, 0, sizeof *c);
+	c->id = id;
+	c->since = now;
+	c->mode = mode;
+	strncpy(c->topic, topic, sizeof c->topic - 1);
+	list_add_tail(&m->queue, &c->link);
+	m->queue_len++;
+	m->queue_dirty = 1;
+	match(m, now);
+	return MATCHER_OK;
+}
+
+int matcher_client_queued(const struct mclient *c)
+{
+	return c->link.next != NULL && list_linked(&c->link);
+}
+
+/* Take the client off the queue; the caller decides what comes next. */
+static void unqueue(struct matcher *m, struct mclient *c)
+{
+	list_del(&c->link);
+	m->queue_len--;
+	m->queue_dirty = 1;
+}
+
+void matcher_client_remove(struct matcher *m, struct mclient *c, int64_t now,
+                           int abandoned)
+{
+	if (!matcher_client_queued(c))
+		return;
+	struct mcounselor *k = c->offered_to;
+	unqueue(m, c);
+	c->offered_to = NULL;
+	if (abandoned)
+		m->abandoned++;
+	if (k) {
+		struct matcher_action a = { .type = MA_OFFER_GONE, .counselor = k->id,
+		                            .offer_id = k->offer_id,
+		                            .reason = REASON_CLIENT_LEFT };
+		k->offer = NULL;
+		k->offer_id = 0;
+		emit(m, &a);
+		/* Not the counselor's miss: they keep their idle position. */
+		set_state(m, k, ST_AVAILABLE, NULL);
+	}
+	match(m, now);
+}
+
+void matcher_counselor_add(struct matcher *m, struct mcounselor *k, uint32_t id,
+                           int64_t now)
+{
+	memset(k, 0, sizeof *k);
+	k->id = id;
+	k->state = ST_AWAY;
+	k->idle_since = now;
+	k->registered = 1;
+	list_add_tail(&m->roster, &k->link);
+	m->by_state[ST_AWAY]++;
+	m->queue_dirty = 1;
+}
+
+/* The offer out to `k` ends without a session: the client goes back to
+ * waiting at their place, remembering who passed. */
+static void offer_back(struct mcounselor *k, int64_t now)
+{
+	struct mclient *c = k->offer;
+	remember_decline(c, k->id, now);
+	c->offered_to = NULL;
+	k->offer = NULL;
+	k->offer_id = 0;
+}
+
+void matcher_counselor_remove(struct matcher *m, struct mcounselor *k, int64_t now)
+{
+	if (!k->registered)
+		return;
+	if (k->state == ST_RINGING)
+		offer_back(k, now);
+	m->by_state[k->state]--;
+	list_del(&k->link);
+	k->registered = 0;
+	m->queue_dirty = 1;
+	match(m, now);
+}
+
+int matcher_counselor_set_available(struct matcher *m, struct mcounselor *k,
+                                    int64_t now)
+{
+	if (k->state != ST_AWAY && k->state != ST_WRAPUP)
+		return MATCHER_WRONG_STATE;
+	k->missed = 0;
+	k->idle_since = now;
+	set_state(m, k, ST_AVAILABLE, REASON_BY_YOU);
+	match(m, now);
+	return MATCHER_OK;
+}
+
+int matcher_counselor_set_away(struct matcher *m, struct mcounselor *k, int64_t now)
+{
+	switch (k->state) {
+	case ST_RINGING: {
+		struct matcher_action a = { .type = MA_OFFER_GONE, .counselor = k->id,
+		                            .offer_id = k->offer_id,
+		                            .reason = REASON_BY_YOU };
+		offer_back(k, now);
+		emit(m, &a);
+		break;
+	}
+	case ST_AVAILABLE:
+	case ST_WRAPUP:
+		break;
+	default:
+		return MATCHER_WRONG_STATE;
+	}
+	set_state(m, k, ST_AWAY, REASON_BY_YOU);
+	match(m, now);
+	return MATCHER_OK;
+}
+
+int matcher_counselor_accept(struct matcher *m, struct mcounselor *k,
+                             int64_t offer_id, int64_t now)
+{
+	if (k->state != ST_RINGING)
+		return MATCHER_WRONG_STATE;
+	if (offer_id != k->offer_id)
+		return MATCHER_NO_SUCH_OFFER;
+	struct mclient *c = k->offer;
+	unqueue(m, c);
+	c->offered_to = NULL;
+	k->offer = NULL;
+	k->offer_id = 0;
+	k->missed = 0;
+	k->busy_since = now;
+	m->served++;
+	set_state(m, k, ST_BUSY, NULL);
+	struct matcher_action a = { .type = MA_MATCHED, .client = c->id,
+	                            .counselor = k->id, .offer_id = offer_id };
+	emit(m, &a);
+	return MATCHER_OK;
+}
+
+int matcher_counselor_decline(struct matcher *m, struct mcounselor *k,
+                              int64_t offer_id, int64_t now)
+{
+	if (k->state != ST_RINGING)
+		return MATCHER_WRONG_STATE;
+	if (offer_id != k->offer_id)
+		return MATCHER_NO_SUCH_OFFER;
+	/* A decline is a choice made at the desk: it is not a miss, and the
+	 * counselor keeps their place among the idle. */
+	offer_back(k, now);
+	k->missed = 0;
+	set_state(m, k, ST_AVAILABLE, NULL);
+	match(m, now);
+	return MATCHER_OK;
+}
+
+void matcher_counselor_session_over(struct matcher *m, struct mcounselor *k,
+                                    int64_t now)
+{
+	if (k->state != ST_BUSY)
+		return;
+	int64_t handled = now - k->busy_since + m->cfg.wrapup_ms;
+	/* Moving average over roughly the last five sessions. */
+	m->handle_ms += (handled - m->handle_ms) / 5;
+	if (m->handle_ms < 1)
+		m->handle_ms = 1;
+	if (m->cfg.wrapup_ms > 0) {
+		k->deadline = now + m->cfg.wrapup_ms;
+		set_state(m, k, ST_WRAPUP, NULL);
+		return;
+	}
+	k->idle_since = now;
+	set_state(m, k, ST_AVAILABLE, REASON_WRAPUP_DONE);
+	match(m, now);
+}
+
+static void ring_timeout(struct matcher *m, struct mcounselor *k, int64_t now)
+{
+	struct matcher_action a = { .type = MA_OFFER_GONE, .counselor = k->id,
+	                            .offer_id = k->offer_id, .reason = REASON_TIMEOUT };
+	offer_back(k, now);
+	emit(m, &a);
+	if (++k->missed >= m->cfg.max_missed) {
+		k->missed = 0;
+		set_state(m, k, ST_AWAY, REASON_MISSED);
+	} else {
+		set_state(m, k, ST_AVAILABLE, NULL);
+	}
+}
+
+void matcher_tick(struct matcher *m, int64_t now)
+{
+	struct list *it;
+	list_for_each(it, &m->roster) {
+		struct mcounselor *k = list_entry(it, struct mcounselor, link);
+		if (k->deadline > now)
+			continue;
+		if (k->state == ST_RINGING) {
+			ring_timeout(m, k, now);
+		} else if (k->state == ST_WRAPUP) {
+			k->idle_since = now;
+			set_state(m, k, ST_AVAILABLE, REASON_WRAPUP_DONE);
+		}
+	}
+	match(m, now);
+}
+
+int64_t matcher_next_deadline(const struct matcher *m)
+{
+	int64_t next = INT64_MAX;
+	const struct list *it;
+	list_for_each(it, &m->roster) {
+		const struct mcounselor *k = list_entry(it, const struct mcounselor, link);
+		if ((k->state == ST_RINGING || k->state == ST_WRAPUP) && k->deadline < next)
+			next = k->deadline;
+	}
+	return next;
+}
+
+uint32_t matcher_online(const struct matcher *m)
+{
+	return m->by_state[ST_AVAILABLE] + m->by_state[ST_RINGING] +
+	       m->by_state[ST_BUSY] + m->by_state[ST_WRAPUP];
+}
+
+uint32_t matcher_estimate_s(const struct matcher *m, uint32_t position)
+{
+	uint32_t free_now = m->by_state[ST_AVAILABLE] + m->by_state[ST_RINGING];
+	if (position <= free_now)
+		return 0;
+	uint32_t online = matcher_online(m);
+	if (online == 0)
+		online = 1;     /* nobody online: assume one will come */
+	int64_t ms = (int64_t)(position - free_now) * m->handle_ms / online;
+	int64_t s = (ms + 999) / 1000;
+	return (uint32_t)((s + 9) / 10 * 10);
+}
+
+void matcher_get_stats(const struct matcher *m, int64_t now, struct matcher_stats *s)
+{
+	memset(s, 0, sizeof *s);
+	s->queue = m->queue_len;
+	memcpy(s->by_state, m->by_state, sizeof s->by_state);
+	s->offered = m->by_state[ST_RINGING];
+	s->served = m->served;
+	s->abandoned = m->abandoned;
+	if (!list_empty(&m->queue)) {
+		const struct mclient *c = list_entry(m->queue.next, const struct mclient, link);
+		s->oldest_wait_s = (uint32_t)((now - c->since) / 1000);
+	}
+}

@@ -1,0 +1,144 @@
+/* matcher.h - the queue and offer state machine: who waits, who is free,
+ * who is offered to whom.
+ *
+ * Pure: every event takes an explicit `now` (milliseconds on any monotonic
+ * clock) and reports what must happen through the action callback; it never
+ * touches a socket, a timer or a clock. The caller arms one timer for
+ * matcher_next_deadline() and calls matcher_tick() when it fires.
+ *
+ * Ownership: the caller owns every struct mclient / mcounselor (they are
+ * meant to be embedded in its connection objects) and keeps it alive while
+ * it is registered; the matcher only links them into its lists. Actions are
+ * delivered synchronously, from inside the event call: the callback must not
+ * call back into the matcher (queue the work instead). */
+#ifndef EARSHOT_MATCHER_H
+#define EARSHOT_MATCHER_H
+
+#include <stdint.h>
+#include "list.h"
+#include "../proto/proto.h"
+
+#define MATCHER_DECLINED_MAX 4
+
+struct mcounselor;
+
+struct mclient {
+	struct list link;              /* in the queue, FIFO */
+	uint32_t id;                   /* caller's id, for actions */
+	int64_t since;                 /* enqueued at */
+	char topic[PROTO_TOPIC_MAX + 1];
+	enum proto_mode mode;
+	struct mcounselor *offered_to; /* NULL unless an offer is out */
+	/* Counselors who recently declined or missed this client: not offered
+	 * the same person again while someone else is free. */
+	struct { uint32_t id; int64_t at; } declined[MATCHER_DECLINED_MAX];
+};
+
+struct mcounselor {
+	struct list link;              /* in the roster */
+	uint32_t id;
+	enum proto_state state;        /* AWAY AVAILABLE RINGING BUSY WRAPUP */
+	int64_t idle_since;            /* when last available after work */
+	int64_t deadline;              /* ring timeout or wrap-up end */
+	int64_t busy_since;
+	int64_t offer_id;
+	struct mclient *offer;         /* while RINGING */
+	int missed;                    /* ring timeouts in a row */
+	int registered;
+};
+
+enum matcher_action_type {
+	MA_OFFER,           /* offer `client` to `counselor` as `offer_id` */
+	MA_OFFER_GONE,      /* withdraw `offer_id` from `counselor`: `reason` */
+	MA_MATCHED,         /* `counselor` accepted `client`: start the session */
+	MA_STATE,           /* `counselor` is now `state`, because `reason` */
+};
+
+struct matcher_action {
+	enum matcher_action_type type;
+	uint32_t client, counselor;
+	int64_t offer_id;
+	enum proto_state state;
+	const char *reason;            /* static string, or NULL */
+	uint32_t waited_s;             /* MA_OFFER */
+};
+
+typedef void (*matcher_emit_fn)(void *ctx, const struct matcher_action *a);
+
+struct matcher_config {
+	int64_t ring_ms;
+	int64_t wrapup_ms;
+	int64_t handle_ms;             /* first guess of a session + wrap-up */
+	int64_t redecline_ms;          /* how long a decline is remembered */
+	int max_missed;
+	uint32_t max_queue;
+};
+
+struct matcher_stats {
+	uint32_t queue, offered, oldest_wait_s;
+	uint32_t by_state[ST__COUNT];
+	uint64_t served, abandoned;
+};
+
+struct matcher {
+	struct matcher_config cfg;
+	struct list queue;             /* mclient.link, oldest first */
+	struct list roster;            /* mcounselor.link, idle longest first
+	                                * among equals; all registered */
+	uint32_t queue_len;
+	uint32_t by_state[ST__COUNT];
+	int64_t next_offer_id;
+	int64_t handle_ms;             /* moving average */
+	uint64_t served, abandoned;
+	int queue_dirty;               /* positions or estimates may have changed */
+	matcher_emit_fn emit;
+	void *ctx;
+};
+
+/* Error results of events; 0 is success. They map to wire error codes. */
+enum matcher_err {
+	MATCHER_OK = 0,
+	MATCHER_WRONG_STATE = -1,      /* "wrong_state" */
+	MATCHER_NO_SUCH_OFFER = -2,    /* "no_such_offer" */
+	MATCHER_FULL = -3,             /* "server_busy" */
+};
+
+void matcher_init(struct matcher *m, const struct matcher_config *cfg,
+                  matcher_emit_fn emit, void *ctx);
+
+/* Clients. */
+int matcher_client_enqueue(struct matcher *m, struct mclient *c, uint32_t id,
+                           const char *topic, enum proto_mode mode, int64_t now);
+/* Leaves the queue (cancel or disconnect); no-op when not queued. An
+ * outstanding offer is withdrawn with reason "client_left". */
+void matcher_client_remove(struct matcher *m, struct mclient *c, int64_t now,
+                           int abandoned);
+int matcher_client_queued(const struct mclient *c);
+
+/* Counselors. A registered counselor starts AWAY. */
+void matcher_counselor_add(struct matcher *m, struct mcounselor *k, uint32_t id,
+                           int64_t now);
+/* Disconnect: an offer out to them goes back to the queue. */
+void matcher_counselor_remove(struct matcher *m, struct mcounselor *k, int64_t now);
+int matcher_counselor_set_available(struct matcher *m, struct mcounselor *k, int64_t now);
+int matcher_counselor_set_away(struct matcher *m, struct mcounselor *k, int64_t now);
+int matcher_counselor_accept(struct matcher *m, struct mcounselor *k,
+                             int64_t offer_id, int64_t now);
+int matcher_counselor_decline(struct matcher *m, struct mcounselor *k,
+                              int64_t offer_id, int64_t now);
+/* The counselor's session closed: BUSY -> WRAPUP (or AVAILABLE with no
+ * wrap-up). Feeds the handling-time average. */
+void matcher_counselor_session_over(struct matcher *m, struct mcounselor *k, int64_t now);
+
+/* Time. */
+void matcher_tick(struct matcher *m, int64_t now);
+int64_t matcher_next_deadline(const struct matcher *m); /* INT64_MAX: none */
+
+/* Queue view. The estimate is PROTOCOL.md's: 0 if a counselor is free for
+ * this position, else position x average handling time / counselors
+ * online, rounded up to 10 s. */
+uint32_t matcher_estimate_s(const struct matcher *m, uint32_t position);
+uint32_t matcher_online(const struct matcher *m);
+void matcher_get_stats(const struct matcher *m, int64_t now, struct matcher_stats *s);
+
+#endif

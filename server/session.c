@@ -1,0 +1,243 @@
+/* session.c - a session between a client and a counselor: the timed slot
+ * and its warnings, chat relay with sequence numbers and delivery
+ * acknowledgements, typing, the end, and the rating that may follow.
+ * Message text passes through and is never stored or logged. */
+#include "hub_int.h"
+#include "log.h"
+
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct conn *peer_of(const struct session *s, const struct conn *c)
+{
+	return c == s->client ? s->counselor : s->client;
+}
+
+uint32_t session_remaining_s(const struct session *s)
+{
+	int64_t left = slot_remaining(&s->slot, hub_now_ms());
+	int64_t scale = s->hub->cfg.dev_mode && s->hub->cfg.time_scale > 1
+	                ? s->hub->cfg.time_scale : 1;
+	return (uint32_t)((left * scale + 999) / 1000);
+}
+
+static uint32_t to_peer_s(const struct hub *h, int64_t ms)
+{
+	int64_t scale = h->cfg.dev_mode && h->cfg.time_scale > 1 ? h->cfg.time_scale : 1;
+	return (uint32_t)((ms * scale + 500) / 1000);
+}
+
+static void send_both(struct session *s, const struct proto_msg *m)
+{
+	if (s->client)
+		hub_send(s->client, m);
+	if (s->counselor)
+		hub_send(s->counselor, m);
+}
+
+static void arm_timer(struct session *s)
+{
+	int64_t next = slot_next_deadline(&s->slot);
+	ev_timer_stop(s->hub->loop, &s->timer);
+	if (next == INT64_MAX)
+		return;
+	int64_t delay = next - hub_now_ms();
+	ev_timer_set(&s->timer, delay > 0 ? (double)delay / 1000.0 : 0.0, 0.0);
+	ev_timer_start(s->hub->loop, &s->timer);
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	struct session *s = w->data;
+	int64_t rem;
+	enum slot_event ev;
+	while ((ev = slot_advance(&s->slot, hub_now_ms(), &rem)) != SLOT_EV_NONE) {
+		struct proto_msg m = { .type = PT_NONE };
+		if (ev == SLOT_EV_WARNING) {
+			m.type = PT_SLOT_WARNING;
+			m.remaining_s = to_peer_s(s->hub, rem);
+			send_both(s, &m);
+		} else if (ev == SLOT_EV_OVER) {
+			m.type = PT_SLOT_OVER;
+			m.grace_s = (uint32_t)s->hub->cfg.goodbye_grace;
+			send_both(s, &m);
+			log_info("session %s: slot over, goodbye grace", s->id);
+		} else {
+			session_close(s, "slot_over", NULL);
+			return; /* s is freed */
+		}
+	}
+	arm_timer(s);
+}
+
+void session_start(struct hub *h, struct conn *client, struct conn *counselor)
+{
+	struct session *s = calloc(1, sizeof *s);
+	if (!s) {
+		log_error("out of memory starting a session");
+		return;
+	}
+	unsigned char rnd[8];
+	if (RAND_bytes(rnd, sizeof rnd) != 1)
+		abort();
+	snprintf(s->id, sizeof s->id, "s%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
+	         rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+	s->hub = h;
+	s->client = client;
+	s->counselor = counselor;
+	s->mode = client->mc.mode;
+	snprintf(s->topic, sizeof s->topic, "%s", client->mc.topic);
+	client->session = counselor->session = s;
+	client->state = ST_IN_SESSION;
+	list_add_tail(&h->sessions, &s->link);
+	h->nsessions++;
+	slot_start(&s->slot, hub_now_ms(), h->slot_ms, h->marks_ms, h->cfg.warn_count,
+	           h->grace_ms);
+	ev_init(&s->timer, timer_cb);
+	s->timer.data = s;
+	arm_timer(s);
+
+	struct proto_msg m = { .type = PT_SESSION_START, .mode = s->mode,
+	                       .slot_s = (uint32_t)h->cfg.slot_length,
+	                       .remaining_s = (uint32_t)h->cfg.slot_length };
+	snprintf(m.session_id, sizeof m.session_id, "%s", s->id);
+	snprintf(m.topic, sizeof m.topic, "%s", s->topic);
+	snprintf(m.name, sizeof m.name, "%s", counselor->ident.name);
+	hub_send(client, &m);
+	snprintf(m.name, sizeof m.name, "%s", client->ident.name);
+	hub_send(counselor, &m);
+	log_info("session %s started: client %u, counselor %u, %s", s->id, client->id,
+	         counselor->id, proto_mode_name(s->mode));
+}
+
+void session_close(struct session *s, const char *reason, struct conn *gone)
+{
+	struct hub *h = s->hub;
+	struct proto_msg m = { .type = PT_SESSION_END };
+	snprintf(m.session_id, sizeof m.session_id, "%s", s->id);
+	snprintf(m.reason, sizeof m.reason, "%s", reason);
+	ev_timer_stop(h->loop, &s->timer);
+	slot_close(&s->slot);
+	if (s->counselor) {
+		s->counselor->session = NULL;
+		if (s->counselor != gone)
+			hub_send(s->counselor, &m);
+		matcher_counselor_session_over(&h->matcher, &s->counselor->mk, hub_now_ms());
+	}
+	if (s->client) {
+		s->client->session = NULL;
+		if (s->client != gone) {
+			s->client->state = ST_ENDED;
+			if (s->counselor)
+				snprintf(s->client->rate_for, sizeof s->client->rate_for, "%s",
+				         s->counselor->ident.sub);
+			snprintf(m.referral, sizeof m.referral, "%s", h->cfg.referral);
+			hub_send(s->client, &m);
+		}
+	}
+	log_info("session %s closed: %s", s->id, reason);
+	list_del(&s->link);
+	h->nsessions--;
+	free(s);
+	hub_after_matcher(h);
+}
+
+static void relay_msg(struct session *s, struct conn *from, const struct proto_msg *m)
+{
+	struct hub *h = s->hub;
+	if (m->id < 0) {
+		hub_error(from, "bad_field", "field 'id' is required (integer >= 0)", m->type);
+		return;
+	}
+	if (strlen(m->text) > (size_t)h->cfg.max_text_bytes) {
+		hub_error(from, "too_large", "text longer than max-text-bytes", m->type);
+		return;
+	}
+	int side = from == s->counselor;
+	struct proto_msg out = { .type = PT_MSG, .id = -1, .seq = ++s->last_seq[side] };
+	memcpy(out.text, m->text, sizeof out.text);
+	hub_send(peer_of(s, from), &out);
+	struct proto_msg ack = { .type = PT_SENT, .id = m->id, .seq = out.seq };
+	hub_send(from, &ack);
+	h->metrics.chat_relayed++;
+}
+
+void session_on_message(struct conn *c, const struct proto_msg *m)
+{
+	struct session *s = c->session;
+	if (!s) {
+		hub_error(c, "wrong_state", "not in a session", m->type);
+		return;
+	}
+	struct conn *peer = peer_of(s, c);
+	switch (m->type) {
+	case PT_MSG:
+		relay_msg(s, c, m);
+		break;
+	case PT_ACK: {
+		int peer_side = peer == s->counselor;
+		if (m->seq < 1 || m->seq > s->last_seq[peer_side]) {
+			hub_error(c, "bad_field", "field 'seq' names no message you received", m->type);
+			break;
+		}
+		struct proto_msg d = { .type = PT_DELIVERED, .seq = m->seq };
+		hub_send(peer, &d);
+		break;
+	}
+	case PT_TYPING: {
+		struct proto_msg t = { .type = PT_TYPING, .on = m->on };
+		hub_send(peer, &t);
+		break;
+	}
+	default: /* PT_END */
+		session_close(s, c == s->client ? "ended_by_client" : "ended_by_counselor", NULL);
+		break;
+	}
+}
+
+static struct rating_agg *rating_for(struct hub *h, const char *sub)
+{
+	for (struct rating_agg *r = h->ratings; r; r = r->next)
+		if (strcmp(r->sub, sub) == 0)
+			return r;
+	struct rating_agg *r = calloc(1, sizeof *r);
+	if (!r)
+		return NULL;
+	snprintf(r->sub, sizeof r->sub, "%s", sub);
+	r->next = h->ratings;
+	h->ratings = r;
+	return r;
+}
+
+void session_rate(struct conn *c, const struct proto_msg *m)
+{
+	struct hub *h = c->hub;
+	if (c->state != ST_ENDED || c->rate_for[0] == '\0') {
+		hub_error(c, "wrong_state", "there is no finished session to rate", m->type);
+		return;
+	}
+	struct rating_agg *r = rating_for(h, c->rate_for);
+	if (!r) {
+		hub_error(c, "server_busy", "cannot record the rating now", m->type);
+		return;
+	}
+	r->count++;
+	r->sum += (uint64_t)m->score;
+	r->hist[m->score - 1]++;
+	if (m->comment[0]) {
+		memcpy(r->comments[r->next_comment], m->comment, sizeof r->comments[0]);
+		r->next_comment = (r->next_comment + 1) % HUB_COMMENTS_KEPT;
+	}
+	h->ratings_count++;
+	h->ratings_sum += (uint64_t)m->score;
+	c->rate_for[0] = '\0';
+	c->state = ST_IDLE;
+	struct proto_msg ok = { .type = PT_RATED };
+	hub_send(c, &ok);
+	log_info("client %u rated a session", c->id);
+	hub_stats_changed(h);
+}

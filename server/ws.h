@@ -1,0 +1,77 @@
+/* ws.h - the WebSocket and HTTP transport: libwebsockets on the caller's
+ * libev loop. Owns framing, per-connection bounds (message size, send queue,
+ * message rate), keep-alive pings and idle closes; knows nothing of what
+ * messages mean. HTTP GETs and WebSocket messages are handed to the
+ * handlers below.
+ *
+ * Ownership: a struct ws_conn belongs to this module. The `closed` handler
+ * is the last call that mentions it; after it returns the connection is
+ * freed and the handler's owner must not use it again. Every ws_* call on a
+ * connection is safe from any handler, including the connection's own. */
+#ifndef EARSHOT_WS_H
+#define EARSHOT_WS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct ev_loop;
+struct ws_conn;
+struct ws_server;
+
+enum ws_refusal {
+	WS_REFUSED_TOO_LARGE,   /* a text frame over max_message: discarded */
+	WS_REFUSED_RATE,        /* over the message rate: dropped */
+	WS_REFUSED_BINARY,      /* binary frames are not accepted yet */
+};
+
+struct ws_http_reply {
+	int status;             /* 200 */
+	const char *content_type;
+	char *body;             /* malloc'd by the handler, freed by ws */
+	size_t len;
+};
+
+struct ws_handlers {
+	void *ctx;
+	/* A WebSocket opened: return the handler's per-connection pointer. */
+	void *(*open)(void *ctx, struct ws_conn *c);
+	/* One whole text message within the bounds. `buf` lives for the call. */
+	void (*text)(void *user, const char *buf, size_t len);
+	/* A message was refused by the transport's bounds. */
+	void (*refused)(void *user, enum ws_refusal why);
+	/* The connection is gone (by either side). */
+	void (*closed)(void *user);
+	/* An HTTP GET for `path`: fill `r` and return 0, or -1 for 404. */
+	int (*http)(void *ctx, const char *path, struct ws_http_reply *r);
+};
+
+struct ws_config {
+	const char *iface;      /* "127.0.0.1" */
+	int port;               /* 0 = any free port */
+	const char *tls_cert, *tls_key; /* NULL or "" = plain */
+	size_t max_message;     /* bytes per text message */
+	size_t max_queue;       /* bytes queued to one peer before it is closed */
+	double rate, burst;     /* messages per second, bucket size */
+	double ping_s, idle_s;  /* ping interval, close after this much silence */
+};
+
+struct ws_server *ws_server_new(struct ev_loop *loop, const struct ws_config *cfg,
+                                const struct ws_handlers *h, char *err, size_t errlen);
+/* The port actually bound (useful with port 0). */
+int ws_server_port(const struct ws_server *s);
+/* Refuse new WebSocket connections from now on (shutdown). */
+void ws_server_drain(struct ws_server *s);
+size_t ws_server_connections(const struct ws_server *s);
+/* Destroy the lws context; every open connection gets `closed`. Must not be
+ * called from inside a handler. */
+void ws_server_free(struct ws_server *s);
+
+/* Queue a text message (copied). Returns 0, or -1 when the connection is
+ * closing or its queue bound is exceeded (then it is being closed). */
+int ws_send(struct ws_conn *c, const char *buf, size_t len);
+/* Close after what is queued has been sent (bounded in time). */
+void ws_close(struct ws_conn *c, int code, const char *reason);
+/* "127.0.0.1" style peer address, for logs. */
+const char *ws_conn_peer(const struct ws_conn *c);
+
+#endif

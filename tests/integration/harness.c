@@ -1,0 +1,398 @@
+/* harness.c - integration test support (see harness.h). */
+#include "harness.h"
+#include "../../client-demo/esclient.h"
+#include "../../server/auth.h"
+#include "../../server/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+struct node {
+	struct node *next;
+	struct proto_msg m;
+};
+
+struct h_peer {
+	struct esc_conn *c;
+	char name[32];
+	struct node *head, *tail, *current;
+	int count, open, closed, close_code;
+};
+
+static struct ev_loop *loop;
+static struct esc_ctx *ctx;
+static ev_timer guard;
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void guard_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+	(void)l;
+	(void)w;
+	(void)revents;
+}
+
+void h_init(void)
+{
+	char err[128];
+	signal(SIGPIPE, SIG_IGN);
+	loop = ev_default_loop(0);
+	struct esc_options opt = { .insecure = 1 };
+	ctx = esc_ctx_new(loop, &opt, err, sizeof err);
+	if (!ctx) {
+		fprintf(stderr, "harness: %s\n", err);
+		exit(1);
+	}
+	ev_init(&guard, guard_cb);
+}
+
+void h_fini(void)
+{
+	esc_ctx_free(ctx);
+	ctx = NULL;
+	ev_timer_stop(loop, &guard);
+}
+
+/* One loop iteration, waking up by `ms` at the latest. */
+static void pump_once(int64_t ms)
+{
+	if (ms < 0)
+		ms = 0;
+	ev_timer_stop(loop, &guard);
+	ev_timer_set(&guard, (double)ms / 1000.0, 0.0);
+	ev_timer_start(loop, &guard);
+	ev_run(loop, EVRUN_ONCE);
+	ev_timer_stop(loop, &guard);
+}
+
+void h_pump(int ms)
+{
+	int64_t end = now_ms() + ms;
+	while (now_ms() < end)
+		pump_once(end - now_ms());
+}
+
+/* ---- the server process ---- */
+
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = 0 };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof a;
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+		perror("harness: free port");
+		exit(1);
+	}
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+int h_http_get(int port, const char *path, char *body, size_t cap)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	struct timeval tv = { .tv_sec = 5 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	char req[512];
+	int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+	if (write(fd, req, (size_t)n) != n) {
+		close(fd);
+		return -1;
+	}
+	char buf[65536];
+	size_t got = 0;
+	ssize_t r;
+	while (got < sizeof buf - 1 && (r = read(fd, buf + got, sizeof buf - 1 - got)) > 0)
+		got += (size_t)r;
+	close(fd);
+	buf[got] = '\0';
+	int status = -1;
+	if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+		return -1;
+	const char *b = strstr(buf, "\r\n\r\n");
+	if (body && cap) {
+		snprintf(body, cap, "%s", b ? b + 4 : "");
+	}
+	return status;
+}
+
+int h_server_start(struct h_server *s, const char *const *args)
+{
+	const char *bin = getenv("EARSHOTD") ? getenv("EARSHOTD") : "build/earshotd";
+	memset(s, 0, sizeof *s);
+	s->port = free_port();
+	snprintf(s->url, sizeof s->url, "ws://127.0.0.1:%d/ws", s->port);
+	snprintf(s->logpath, sizeof s->logpath, "/tmp/earshot-test-%d-%d.log", (int)getpid(),
+	         s->port);
+	char port[16];
+	snprintf(port, sizeof port, "%d", s->port);
+	const char *argv[64];
+	int n = 0;
+	argv[n++] = bin;
+	for (int i = 0; args && args[i] && n < 60; i++)
+		argv[n++] = args[i];
+	argv[n++] = "--port";
+	argv[n++] = port;
+	argv[n] = NULL;
+	s->pid = fork();
+	if (s->pid < 0)
+		return -1;
+	if (s->pid == 0) {
+		int fd = open(s->logpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	int64_t end = now_ms() + 15000;
+	while (now_ms() < end) {
+		if (h_http_get(s->port, "/healthz", NULL, 0) == 200)
+			return 0;
+		int st;
+		if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+			fprintf(stderr, "harness: earshotd exited early; log %s\n", s->logpath);
+			s->pid = 0;
+			return -1;
+		}
+		usleep(20000);
+	}
+	return -1;
+}
+
+int h_server_stop(struct h_server *s)
+{
+	if (s->pid <= 0)
+		return -1;
+	kill(s->pid, SIGTERM);
+	int64_t end = now_ms() + 15000;
+	int st;
+	while (now_ms() < end) {
+		/* Keep our side of the connections serviced while it drains. */
+		pump_once(10);
+		if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+			s->pid = 0;
+			return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+		}
+	}
+	kill(s->pid, SIGKILL);
+	waitpid(s->pid, &st, 0);
+	s->pid = 0;
+	return -1;
+}
+
+/* ---- peers ---- */
+
+static void on_open(struct esc_conn *c, void *ud)
+{
+	(void)c;
+	((struct h_peer *)ud)->open = 1;
+}
+
+static void on_message(struct esc_conn *c, const struct proto_msg *m, const char *raw,
+                       size_t rawlen, void *ud)
+{
+	(void)c;
+	struct h_peer *p = ud;
+	if (getenv("H_TRACE"))
+		fprintf(stderr, "  %s <- %.*s\n", p->name, (int)rawlen, raw);
+	struct node *n = malloc(sizeof *n);
+	if (!n)
+		abort();
+	n->next = NULL;
+	n->m = *m;
+	if (p->tail)
+		p->tail->next = n;
+	else
+		p->head = n;
+	p->tail = n;
+	p->count++;
+}
+
+static void on_closed(struct esc_conn *c, int code, const char *why, void *ud)
+{
+	(void)c;
+	(void)why;
+	struct h_peer *p = ud;
+	p->closed = 1;
+	p->close_code = code;
+}
+
+static const struct esc_handlers handlers = { on_open, on_message, on_closed };
+
+struct h_peer *h_connect(const struct h_server *s, const char *name)
+{
+	char err[128];
+	struct h_peer *p = calloc(1, sizeof *p);
+	if (!p)
+		abort();
+	snprintf(p->name, sizeof p->name, "%s", name);
+	p->c = esc_connect(ctx, s->url, &handlers, p, err, sizeof err);
+	if (!p->c) {
+		fprintf(stderr, "harness: %s: %s\n", name, err);
+		free(p);
+		return NULL;
+	}
+	int64_t end = now_ms() + H_TIMEOUT_MS;
+	while (!p->open && !p->closed && now_ms() < end)
+		pump_once(end - now_ms());
+	if (!p->open) {
+		fprintf(stderr, "harness: %s: could not connect\n", name);
+		h_peer_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+struct h_peer *h_join(const struct h_server *s, const char *name,
+                      enum proto_role role, const char *token)
+{
+	struct h_peer *p = h_connect(s, name);
+	if (!p)
+		return NULL;
+	struct proto_msg m = { .type = PT_HELLO, .role = role };
+	if (token)
+		snprintf(m.token, sizeof m.token, "%s", token);
+	h_send(p, &m);
+	if (!h_wait(p, PT_WELCOME, H_TIMEOUT_MS)) {
+		fprintf(stderr, "harness: %s: no welcome\n", name);
+		h_peer_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+static void drop_inbox(struct h_peer *p)
+{
+	while (p->head) {
+		struct node *n = p->head;
+		p->head = n->next;
+		free(n);
+	}
+	p->tail = NULL;
+	p->count = 0;
+	free(p->current);
+	p->current = NULL;
+}
+
+void h_peer_free(struct h_peer *p)
+{
+	if (!p)
+		return;
+	esc_conn_free(p->c);
+	drop_inbox(p);
+	free(p);
+}
+
+int h_send(struct h_peer *p, const struct proto_msg *m) { return esc_send(p->c, m); }
+
+int h_send_json(struct h_peer *p, const char *json)
+{
+	return esc_send_raw(p->c, json, strlen(json), 0);
+}
+
+int h_send_raw(struct h_peer *p, const void *buf, size_t len, int binary)
+{
+	return esc_send_raw(p->c, buf, len, binary);
+}
+
+/* Take the first message matching `type` (PT_NONE: any), dropping those
+ * before it. */
+static const struct proto_msg *take(struct h_peer *p, enum proto_type type)
+{
+	while (p->head) {
+		struct node *n = p->head;
+		p->head = n->next;
+		if (!p->head)
+			p->tail = NULL;
+		p->count--;
+		if (type == PT_NONE || n->m.type == type) {
+			free(p->current);
+			p->current = n;
+			return &n->m;
+		}
+		free(n);
+	}
+	return NULL;
+}
+
+const struct proto_msg *h_wait(struct h_peer *p, enum proto_type type, int timeout_ms)
+{
+	int64_t end = now_ms() + timeout_ms;
+	for (;;) {
+		/* Look without consuming, so a timeout keeps what arrived. */
+		for (struct node *n = p->head; n; n = n->next)
+			if (type == PT_NONE || n->m.type == type)
+				return take(p, type);
+		if (p->closed || now_ms() >= end)
+			return NULL;
+		pump_once(end - now_ms());
+	}
+}
+
+const struct proto_msg *h_next(struct h_peer *p, int timeout_ms)
+{
+	return h_wait(p, PT_NONE, timeout_ms);
+}
+
+const char *h_wait_error(struct h_peer *p, int timeout_ms)
+{
+	const struct proto_msg *m = h_wait(p, PT_ERROR, timeout_ms);
+	return m ? m->code : "";
+}
+
+int h_pending(struct h_peer *p) { return p->count; }
+
+int h_wait_closed(struct h_peer *p, int timeout_ms)
+{
+	int64_t end = now_ms() + timeout_ms;
+	while (!p->closed && now_ms() < end)
+		pump_once(end - now_ms());
+	return p->closed ? p->close_code : -1;
+}
+
+const char *h_token(enum proto_role role, const char *sub, const char *name,
+                    const char *skills_csv, long ttl_s)
+{
+	static char tok[PROTO_TOKEN_MAX + 1];
+	struct config cfg;
+	config_defaults(&cfg);
+	struct auth_identity id = { .role = role };
+	snprintf(id.sub, sizeof id.sub, "%s", sub);
+	snprintf(id.name, sizeof id.name, "%s", name ? name : "");
+	if (skills_csv) {
+		char buf[256];
+		snprintf(buf, sizeof buf, "%s", skills_csv);
+		for (char *t = strtok(buf, ","); t && id.nskills < AUTH_SKILLS_MAX; t = strtok(NULL, ","))
+			snprintf(id.skills[id.nskills++], sizeof id.skills[0], "%s", t);
+	}
+	if (auth_mint(&id, config_token_secret(&cfg), (int64_t)time(NULL), ttl_s, tok,
+	              sizeof tok) != 0)
+		return NULL;
+	return tok;
+}

@@ -1,0 +1,64 @@
+/* harness.h - integration test support: start the real earshotd on a free
+ * loopback port, connect peers through the C client library, and wait for
+ * messages with bounded timeouts by pumping one libev loop. */
+#ifndef EARSHOT_HARNESS_H
+#define EARSHOT_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include "../../proto/proto.h"
+
+#define H_TIMEOUT_MS 5000
+
+struct h_server {
+	pid_t pid;
+	int port;
+	char url[128];
+	char logpath[256];
+};
+
+struct h_peer;
+
+/* Once per test binary (cmocka group setup/teardown). */
+void h_init(void);
+void h_fini(void);
+
+/* Start $EARSHOTD (default build/earshotd) with `args` (NULL-terminated,
+ * may be NULL) plus --port; waits until /healthz answers. Returns 0. */
+int h_server_start(struct h_server *s, const char *const *args);
+/* SIGTERM and wait; returns the exit status (or -1 on a signal/timeout). */
+int h_server_stop(struct h_server *s);
+/* GET http://127.0.0.1:port/path: returns the HTTP status, body in `body`. */
+int h_http_get(int port, const char *path, char *body, size_t cap);
+
+/* Connect a peer (named for failure messages) and wait until open. */
+struct h_peer *h_connect(const struct h_server *s, const char *name);
+/* Connect and complete hello for `role` with `token` (NULL: anonymous). */
+struct h_peer *h_join(const struct h_server *s, const char *name,
+                      enum proto_role role, const char *token);
+void h_peer_free(struct h_peer *p);
+
+int h_send(struct h_peer *p, const struct proto_msg *m);
+int h_send_json(struct h_peer *p, const char *json);
+int h_send_raw(struct h_peer *p, const void *buf, size_t len, int binary);
+
+/* The next message of `type`, skipping others; NULL on timeout. The result
+ * is valid until the next h_wait/h_next on that peer. */
+const struct proto_msg *h_wait(struct h_peer *p, enum proto_type type, int timeout_ms);
+/* The next message of any type; NULL on timeout. */
+const struct proto_msg *h_next(struct h_peer *p, int timeout_ms);
+/* Wait for an `error` and return its code ("" on timeout). */
+const char *h_wait_error(struct h_peer *p, int timeout_ms);
+/* Messages received and not yet consumed. */
+int h_pending(struct h_peer *p);
+/* Wait until the server closed the connection; returns the close code
+ * (0 for none) or -1 on timeout. */
+int h_wait_closed(struct h_peer *p, int timeout_ms);
+/* Run the loop for `ms`. */
+void h_pump(int ms);
+
+/* A token signed with the dev secret (what earshotd uses in dev mode). */
+const char *h_token(enum proto_role role, const char *sub, const char *name,
+                    const char *skills_csv, long ttl_s);
+
+#endif
