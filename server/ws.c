@@ -36,7 +36,7 @@ struct ws_conn {
 	size_t rxlen, rxtotal;
 	int rx_discard;
 	double tokens, refill_at;       /* rate limit bucket */
-	double flood_since, refusal_at;
+	double flood_since, last_drop, refusal_at;
 	double last_rx, last_ping;
 	int want_ping, closing, close_code;
 	double closing_since;
@@ -126,11 +126,13 @@ static int rate_take(struct ws_conn *c)
 	c->refill_at = now;
 	if (c->tokens >= 1.0) {
 		c->tokens -= 1.0;
-		c->flood_since = 0;
 		return 1;
 	}
-	if (c->flood_since == 0)
+	/* A flood is drops with no quiet second between them; the tokens that
+	 * trickle back meanwhile do not end it. */
+	if (c->flood_since == 0 || now - c->last_drop > 1.0)
 		c->flood_since = now;
+	c->last_drop = now;
 	return 0;
 }
 

@@ -140,12 +140,25 @@ int h_http_get(int port, const char *path, char *body, size_t cap)
 	return status;
 }
 
-int h_server_start(struct h_server *s, const char *const *args)
+/* Whether something accepts TCP connections on the port (TLS servers do
+ * not answer plain HTTP). */
+static int tcp_ready(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+static int start(struct h_server *s, const char *const *args, int tls)
 {
 	const char *bin = getenv("EARSHOTD") ? getenv("EARSHOTD") : "build/earshotd";
 	memset(s, 0, sizeof *s);
 	s->port = free_port();
-	snprintf(s->url, sizeof s->url, "ws://127.0.0.1:%d/ws", s->port);
+	snprintf(s->url, sizeof s->url, "%s://127.0.0.1:%d/ws", tls ? "wss" : "ws", s->port);
 	snprintf(s->logpath, sizeof s->logpath, "/tmp/earshot-test-%d-%d.log", (int)getpid(),
 	         s->port);
 	char port[16];
@@ -172,7 +185,7 @@ int h_server_start(struct h_server *s, const char *const *args)
 	}
 	int64_t end = now_ms() + 15000;
 	while (now_ms() < end) {
-		if (h_http_get(s->port, "/healthz", NULL, 0) == 200)
+		if (tls ? tcp_ready(s->port) : h_http_get(s->port, "/healthz", NULL, 0) == 200)
 			return 0;
 		int st;
 		if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
@@ -183,6 +196,16 @@ int h_server_start(struct h_server *s, const char *const *args)
 		usleep(20000);
 	}
 	return -1;
+}
+
+int h_server_start(struct h_server *s, const char *const *args)
+{
+	return start(s, args, 0);
+}
+
+int h_server_start_tls(struct h_server *s, const char *const *args)
+{
+	return start(s, args, 1);
 }
 
 int h_server_stop(struct h_server *s)

@@ -26,6 +26,9 @@ void h_fini(void);
 /* Start $EARSHOTD (default build/earshotd) with `args` (NULL-terminated,
  * may be NULL) plus --port; waits until /healthz answers. Returns 0. */
 int h_server_start(struct h_server *s, const char *const *args);
+/* The same for a server given --tls-cert/--tls-key: peers use wss://
+ * (self-signed certificates accepted). */
+int h_server_start_tls(struct h_server *s, const char *const *args);
 /* SIGTERM and wait; returns the exit status (or -1 on a signal/timeout). */
 int h_server_stop(struct h_server *s);
 /* GET http://127.0.0.1:port/path: returns the HTTP status, body in `body`. */
