@@ -904,21 +904,18 @@ static int token_skills(const char *list, struct auth_identity *id)
 	const char *p = list;
 	while (*p) {
 		size_t n = strcspn(p, ",");
-		char *one = id->skills[id->nskills];
 		if (id->nskills == AUTH_SKILLS_MAX)
 			return usage_fail("token", "at most %d skills", AUTH_SKILLS_MAX);
-		if (n > PROTO_TOPIC_MAX)
-			n = PROTO_TOPIC_MAX + 1;   /* too long: refused below, whole */
-		else {
+		char *one = id->skills[id->nskills];
+		if (n <= PROTO_TOPIC_MAX) {
 			memcpy(one, p, n);
 			one[n] = '\0';
 		}
 		if (n > PROTO_TOPIC_MAX || !proto_topic_valid(one))
 			return usage_fail("token", "skill '%.*s' is not a topic (1-%d of a-z 0-9 _ -)",
-			                  (int)strcspn(p, ","), p, PROTO_TOPIC_MAX);
+			                  (int)n, p, PROTO_TOPIC_MAX);
 		id->nskills++;
-		p += strcspn(p, ",");
-		p += *p == ',';
+		p += n + (p[n] == ',');
 	}
 	return 0;
 }

@@ -587,6 +587,14 @@ int config_validate(const struct config *c, char *err, size_t errlen)
 		config_err(err, errlen, NULL, "time-scale %d needs dev-mode yes", c->time_scale);
 		return -1;
 	}
+	/* The shipped example's placeholder is public: a node started with it
+	 * would accept anyone's self-minted counselor token. */
+	if (!c->dev_mode && strstr(c->token_secret, "CHANGE-ME")) {
+		config_err(err, errlen, NULL,
+		           "token-secret is still the example placeholder: "
+		           "generate one with: openssl rand -hex 32");
+		return -1;
+	}
 	if (!c->dev_mode && strlen(c->token_secret) < CONFIG_SECRET_MIN) {
 		config_err(err, errlen, NULL,
 		           "token-secret must be at least %d bytes outside dev mode "

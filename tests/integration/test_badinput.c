@@ -198,11 +198,12 @@ static void test_roles_and_states(void **state)
 	h_send_json(k, "{\"type\":\"set_state\",\"state\":\"available\"}");
 	const struct proto_msg *o = h_wait(k, PT_OFFER, T);
 	assert_non_null(o);
+	int64_t offer_id = o->offer_id; /* o lives only until the next wait */
 	char bad[96];
-	snprintf(bad, sizeof bad, "{\"type\":\"accept\",\"offer_id\":%lld}", (long long)o->offer_id + 7);
+	snprintf(bad, sizeof bad, "{\"type\":\"accept\",\"offer_id\":%lld}", (long long)offer_id + 7);
 	expect_error_keeps_open(k, bad, "no_such_offer");
 	/* Acks for messages never sent are refused. */
-	snprintf(bad, sizeof bad, "{\"type\":\"accept\",\"offer_id\":%lld}", (long long)o->offer_id);
+	snprintf(bad, sizeof bad, "{\"type\":\"accept\",\"offer_id\":%lld}", (long long)offer_id);
 	h_send_json(k, bad);
 	assert_non_null(h_wait(c, PT_SESSION_START, T));
 	expect_error_keeps_open(k, "{\"type\":\"ack\",\"seq\":3}", "bad_field");

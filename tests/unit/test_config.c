@@ -728,6 +728,14 @@ static void load_shipped(struct config *c, const char *path)
 	config_defaults(c);
 	if (config_load_file(c, path, err, sizeof(err)) != 0)
 		fail_msg("%s", err);
+	if (!c->dev_mode) {
+		/* The example refuses to start until its placeholder secret is
+		 * replaced; then it must validate as shipped. */
+		assert_int_equal(config_validate(c, err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "token-secret is still the example placeholder"));
+		assert_int_equal(config_set(c, "token-secret", "0123456789abcdef0123456789abcdef",
+		                            "--token-secret", err, sizeof(err)), 0);
+	}
 	if (config_validate(c, err, sizeof(err)) != 0)
 		fail_msg("%s: %s", path, err);
 }
