@@ -305,7 +305,7 @@ int esc_send_raw(struct esc_conn *c, const void *buf, size_t len, int binary)
 
 int esc_send(struct esc_conn *c, const struct proto_msg *m)
 {
-	char buf[16384];
+	char buf[PROTO_TEXT_MAX * 6 + 1024]; /* every text byte escaped */
 	long n = proto_encode(m, buf, sizeof buf);
 	if (n < 0)
 		return -1;

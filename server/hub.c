@@ -13,7 +13,9 @@
 
 #define STATS_MIN_INTERVAL_S 0.25
 #define HOUSEKEEPING_S 1.0
-#define SEND_BUF 8192
+/* The largest message is a chat text of PROTO_TEXT_MAX bytes, each of
+ * which JSON may escape as \u00XX (6 bytes). */
+#define SEND_BUF (PROTO_TEXT_MAX * 6 + 1024)
 
 int64_t hub_now_ms(void)
 {

@@ -15,6 +15,8 @@ const char *const metrics_error_codes[] = {
 };
 const size_t metrics_error_count =
 	sizeof metrics_error_codes / sizeof metrics_error_codes[0];
+_Static_assert(sizeof metrics_error_codes / sizeof metrics_error_codes[0] <= METRICS_ERRORS_MAX,
+               "struct metrics.errors is too small for the error code table");
 
 int metrics_error_index(const char *code)
 {

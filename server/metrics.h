@@ -9,6 +9,7 @@
 
 /* Every error code PROTOCOL.md lists, in its order: the label values of
  * earshot_errors_total. */
+#define METRICS_ERRORS_MAX 32
 extern const char *const metrics_error_codes[];
 extern const size_t metrics_error_count;
 
@@ -16,7 +17,7 @@ struct metrics {
 	uint64_t connections_total;
 	uint64_t messages_in;       /* text frames accepted from peers */
 	uint64_t chat_relayed;      /* chat messages relayed */
-	uint64_t errors[32];        /* indexed like metrics_error_codes */
+	uint64_t errors[METRICS_ERRORS_MAX]; /* indexed like metrics_error_codes */
 };
 
 /* Count one error sent to a peer, by its wire code (unknown codes are

@@ -17,8 +17,10 @@
 
 /* Session clocks 200x: a 20-minute slot lasts 6 s, the 5- and 1-minute
  * warnings come 1.5 s and 0.3 s before its end, the goodbye grace is
- * 150 ms and the wrap-up 300 ms. */
-static const char *const fast[] = { "--time-scale", "200", "--log-level", "debug", NULL };
+ * 150 ms and the wrap-up 300 ms. Frames up to 32 KiB carry the longest
+ * fully escaped chat text. */
+static const char *const fast[] = { "--time-scale", "200", "--log-level", "debug",
+	                             "--max-message-bytes", "32768", NULL };
 
 static struct h_server srv;
 
@@ -183,6 +185,15 @@ static void test_full_journey(void **state)
 	assert_int_equal(m->seq, 1);
 	assert_string_equal(m->text, "I'm here. Take your time.");
 
+	/* The longest text, every byte of which JSON must escape, still
+	 * fits through both encoders. */
+	struct proto_msg big = { .type = PT_MSG, .id = 99 };
+	memset(big.text, '\x01', 4000);
+	assert_int_equal(h_send(c2, &big), 0);
+	m = expect(a, PT_MSG);
+	assert_int_equal(strlen(m->text), 4000);
+	assert_int_equal(m->text[3999], '\x01');
+
 	/* c2 ends early: both sides are told who ended it. */
 	struct proto_msg end = { .type = PT_END };
 	h_send(c2, &end);
@@ -234,7 +245,7 @@ static void test_full_journey(void **state)
 	assert_non_null(strstr(body, "\"sessions\":0"));
 	assert_int_equal(h_http_get(srv.port, "/metrics", body, sizeof body), 200);
 	assert_non_null(strstr(body, "earshot_sessions_served_total 2"));
-	assert_non_null(strstr(body, "earshot_chat_relayed_total 7"));
+	assert_non_null(strstr(body, "earshot_chat_relayed_total 8"));
 
 	h_peer_free(c1);
 	h_peer_free(c2);
