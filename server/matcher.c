@@ -123,6 +123,8 @@ static void match(struct matcher *m, int64_t now)
 int matcher_client_enqueue(struct matcher *m, struct mclient *c, uint32_t id,
                            const char *topic, enum proto_mode mode, int64_t now)
 {
+	if (matcher_client_queued(c))
+		return MATCHER_WRONG_STATE;
 	if (m->queue_len >= m->cfg.max_queue)
 		return MATCHER_FULL;
 	memset(c, 0, sizeof *c);
@@ -213,6 +215,8 @@ void matcher_counselor_remove(struct matcher *m, struct mcounselor *k, int64_t n
 int matcher_counselor_set_available(struct matcher *m, struct mcounselor *k,
                                     int64_t now)
 {
+	if (!k->registered)
+		return MATCHER_WRONG_STATE;
 	if (k->state != ST_AWAY && k->state != ST_WRAPUP)
 		return MATCHER_WRONG_STATE;
 	k->missed = 0;
@@ -224,6 +228,8 @@ int matcher_counselor_set_available(struct matcher *m, struct mcounselor *k,
 
 int matcher_counselor_set_away(struct matcher *m, struct mcounselor *k, int64_t now)
 {
+	if (!k->registered)
+		return MATCHER_WRONG_STATE;
 	switch (k->state) {
 	case ST_RINGING: {
 		struct matcher_action a = { .type = MA_OFFER_GONE, .counselor = k->id,
@@ -247,6 +253,8 @@ int matcher_counselor_set_away(struct matcher *m, struct mcounselor *k, int64_t 
 int matcher_counselor_accept(struct matcher *m, struct mcounselor *k,
                              int64_t offer_id, int64_t now)
 {
+	if (!k->registered)
+		return MATCHER_WRONG_STATE;
 	if (k->state != ST_RINGING)
 		return MATCHER_WRONG_STATE;
 	if (offer_id != k->offer_id)
@@ -269,6 +277,8 @@ int matcher_counselor_accept(struct matcher *m, struct mcounselor *k,
 int matcher_counselor_decline(struct matcher *m, struct mcounselor *k,
                               int64_t offer_id, int64_t now)
 {
+	if (!k->registered)
+		return MATCHER_WRONG_STATE;
 	if (k->state != ST_RINGING)
 		return MATCHER_WRONG_STATE;
 	if (offer_id != k->offer_id)
@@ -285,7 +295,7 @@ int matcher_counselor_decline(struct matcher *m, struct mcounselor *k,
 void matcher_counselor_session_over(struct matcher *m, struct mcounselor *k,
                                     int64_t now)
 {
-	if (k->state != ST_BUSY)
+	if (!k->registered || k->state != ST_BUSY)
 		return;
 	int64_t handled = now - k->busy_since + m->cfg.wrapup_ms;
 	/* Moving average over roughly the last five sessions. */

@@ -135,8 +135,8 @@ void matcher_tick(struct matcher *m, int64_t now);
 int64_t matcher_next_deadline(const struct matcher *m); /* INT64_MAX: none */
 
 /* Queue view. The estimate is PROTOCOL.md's: 0 if a counselor is free for
- * this position, else position x average handling time / counselors
- * online, rounded up to 10 s. */
+ * this position, else (position - free counselors) x average handling
+ * time / counselors online, rounded up to 10 s. */
 uint32_t matcher_estimate_s(const struct matcher *m, uint32_t position);
 uint32_t matcher_online(const struct matcher *m);
 void matcher_get_stats(const struct matcher *m, int64_t now, struct matcher_stats *s);
