@@ -219,11 +219,12 @@ static void test_sigterm(void **state)
 	/* Everyone is told, the session ends with a reason, and the process
 	 * exits cleanly within the shutdown grace. */
 	assert_int_equal(h_server_stop(&s), 0);
-	assert_string_equal(expect(c, PT_SESSION_END, 0)->reason, "shutdown");
-	assert_string_equal(expect(k, PT_SESSION_END, 0)->reason, "shutdown");
-	assert_string_equal(expect(c, PT_GOING_AWAY, 0)->reason, "shutdown");
-	expect(k, PT_GOING_AWAY, 0);
-	expect(w, PT_GOING_AWAY, 0);
+	/* What the server sent before exiting may still sit in our sockets. */
+	assert_string_equal(expect(c, PT_SESSION_END, T)->reason, "shutdown");
+	assert_string_equal(expect(k, PT_SESSION_END, T)->reason, "shutdown");
+	assert_string_equal(expect(c, PT_GOING_AWAY, T)->reason, "shutdown");
+	expect(k, PT_GOING_AWAY, T);
+	expect(w, PT_GOING_AWAY, T);
 	assert_int_equal(h_wait_closed(w, T), 1001);
 	h_peer_free(c);
 	h_peer_free(k);
