@@ -16,7 +16,7 @@ SANITIZERS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize
 SANFLAGS := $(if $(SAN),$(SANITIZERS))
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-           -I. $(SANFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+           -I. -I$(B) $(SANFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # libev ships no pkg-config file on Debian 12.
 LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm
 LDFLAGS += $(SANFLAGS)
@@ -38,7 +38,7 @@ CORE_OBJ := $(call obj,$(CORE_SRC))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(B)/tests/%,$(wildcard tests/integration/test_*.c))
 
-.PHONY: all deps test-deps run test check unit integration san-test fuzz fuzz-replay clean
+.PHONY: FORCE all deps test-deps run test check unit integration san-test fuzz fuzz-replay clean
 .DEFAULT_GOAL := all
 
 all: deps $(B)/earshotd $(B)/earshot
@@ -50,7 +50,16 @@ test-deps:
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DEARSHOT_VERSION='"$(VERSION)"' -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# Rewritten only when the version changes, so only what prints it rebuilds
+# and a stale version is never printed.
+$(B)/version.h: FORCE
+	@mkdir -p $(B)
+	@echo '#define EARSHOT_VERSION "$(VERSION)"' > $@.new
+	@if cmp -s $@.new $@; then rm -f $@.new; else mv $@.new $@; fi
+FORCE:
+$(B)/server/main.o $(B)/client-demo/earshot.o: $(B)/version.h
 
 $(B)/libcore.a: $(CORE_OBJ)
 	ar rcs $@ $^

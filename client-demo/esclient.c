@@ -57,8 +57,11 @@ static void conn_release(struct esc_conn *c)
 	free(c);
 }
 
-static void finish(struct esc_conn *c, const char *why)
+/* The connection is over, however lws says so. The wsi forgets us first:
+ * lws may still mention it (WSI_DESTROY) after we have freed `c`. */
+static void finish(struct esc_conn *c, struct lws *wsi, const char *why)
 {
+	lws_set_wsi_user(wsi, NULL);
 	if (c->closed)
 		return;
 	c->closed = 1;
@@ -149,11 +152,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return 0;
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 		if (c)
-			finish(c, in ? (const char *)in : "connection failed");
+			finish(c, wsi, in ? (const char *)in : "connection failed");
 		return 0;
 	case LWS_CALLBACK_CLIENT_CLOSED:
+	/* lws 4.1.6 ends a connection whose upgrade got no answer with only
+	 * these two, never CLIENT_CLOSED or CONNECTION_ERROR. */
+	case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
+	case LWS_CALLBACK_WSI_DESTROY:
 		if (c)
-			finish(c, "closed");
+			finish(c, wsi, "closed");
 		return 0;
 	default:
 		return 0;
@@ -175,8 +182,6 @@ struct esc_ctx *esc_ctx_new(struct ev_loop *loop, const struct esc_options *opt,
 	}
 	x->loop = loop;
 	list_init(&x->conns);
-	/* lws' libev plugin logs every I/O change at NOTICE (PLATFORM.md). */
-	lws_set_log_level(LLL_ERR | LLL_WARN, NULL);
 	void *foreign[] = { loop };
 	struct lws_context_creation_info info;
 	memset(&info, 0, sizeof info);
@@ -262,8 +267,12 @@ struct esc_conn *esc_connect(struct esc_ctx *x, const char *url,
 	}
 	if (!lws_client_connect_via_info(&i)) {
 		/* The failure may already have been reported through `closed`. */
-		if (!c->closed)
-			finish(c, "cannot connect");
+		if (!c->closed) {
+			c->closed = 1;
+			snprintf(c->close_why, sizeof c->close_why, "cannot connect");
+			if (c->h.closed)
+				c->h.closed(c, 0, c->close_why, c->ud);
+		}
 	}
 	return c;
 }

@@ -7,7 +7,10 @@
  * esc_conn_free (or esc_ctx_free) releases one. After the close callback a
  * connection stays allocated, marked closed, until the caller frees it, so
  * the caller's pointers never dangle. Callbacks run from inside the loop;
- * a callback must not free its own connection (close it instead). */
+ * a callback must not free its own connection (close it instead).
+ *
+ * lws' log level is the caller's: set it before esc_ctx_new (at NOTICE,
+ * lws' libev plugin logs every I/O change). */
 #ifndef EARSHOT_ESCLIENT_H
 #define EARSHOT_ESCLIENT_H
 

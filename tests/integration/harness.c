@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
+#include <libwebsockets.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -52,6 +53,7 @@ void h_init(void)
 {
 	char err[128];
 	signal(SIGPIPE, SIG_IGN);
+	lws_set_log_level(LLL_ERR | LLL_WARN, NULL);
 	loop = ev_default_loop(0);
 	struct esc_options opt = { .insecure = 1 };
 	ctx = esc_ctx_new(loop, &opt, err, sizeof err);
