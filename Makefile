@@ -38,10 +38,16 @@ CORE_OBJ := $(call obj,$(CORE_SRC))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(B)/tests/%,$(wildcard tests/integration/test_*.c))
 
-.PHONY: FORCE all deps test-deps run test check unit integration san-test fuzz fuzz-replay clean
+.PHONY: FORCE all binaries deps test-deps run test check unit integration fuzz fuzz-replay clean
 .DEFAULT_GOAL := all
 
-all: deps $(B)/earshotd $(B)/earshot
+# The entry points (all, run, test, fuzz) install missing packages first and
+# then run a second make: this one's pkg-config flags were read before the
+# install, and on a fresh machine they would be empty.
+all: deps
+	@$(MAKE) --no-print-directory binaries
+
+binaries: $(B)/earshotd $(B)/earshot
 
 deps:
 	@.ci/install-deps build
@@ -85,10 +91,10 @@ $(B)/tests/test_%: tests/integration/test_%.c tests/integration/harness.c \
 run: all
 	$(B)/earshotd --config configs/dev.conf
 
-unit: test-deps $(UNIT_TESTS)
+unit: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
 
-integration: test-deps all $(INTEG_TESTS)
+integration: binaries $(INTEG_TESTS)
 	@set -e; for t in $(INTEG_TESTS); do echo "== $$t"; EARSHOTD=$(B)/earshotd EARSHOT=$(B)/earshot $$t; done
 
 check: unit fuzz-replay integration
@@ -110,7 +116,8 @@ $(B)/fuzz/replay_proto: tests/fuzz/fuzz_proto.c tests/fuzz/replay.c $(B)/libcore
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ tests/fuzz/fuzz_proto.c tests/fuzz/replay.c $(B)/libcore.a $(LDLIBS)
 
-fuzz: test-deps $(B)/fuzz/fuzz_proto
+fuzz: test-deps
+	@$(MAKE) --no-print-directory $(B)/fuzz/fuzz_proto
 	@mkdir -p $(B)/fuzz/new-corpus
 	$(B)/fuzz/fuzz_proto -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
 	    -artifact_prefix=tests/fuzz/crashes/ $(B)/fuzz/new-corpus tests/fuzz/corpus
