@@ -137,7 +137,7 @@ static void banner(int port)
 	if (g.cfg.dev_mode) {
 		printf("  try a session in two more terminals:\n"
 		       "    build/earshot client --url %s://%s:%d/ws --topic anxiety\n"
-		       "    build/earshot counselor --url %s://%s:%d/ws --token \"$(build/earshot token --role counselor --sub alice)\"\n"
+		       "    build/earshot counselor --available --url %s://%s:%d/ws --token \"$(build/earshot token --role counselor --sub alice)\"\n"
 		       "  watch the queue:\n"
 		       "    build/earshot operator --url %s://%s:%d/ws --token \"$(build/earshot token --role operator --sub ops)\"\n",
 		       ws, g.cfg.listen, port, ws, g.cfg.listen, port, ws, g.cfg.listen, port);

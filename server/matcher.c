@@ -250,15 +250,20 @@ int matcher_counselor_set_away(struct matcher *m, struct mcounselor *k, int64_t 
 	return MATCHER_OK;
 }
 
+/* Whether `offer_id` is the one ringing at `k` now. */
+static int check_offer(const struct mcounselor *k, int64_t offer_id)
+{
+	if (!k->registered || k->state != ST_RINGING)
+		return MATCHER_WRONG_STATE;
+	return offer_id == k->offer_id ? MATCHER_OK : MATCHER_NO_SUCH_OFFER;
+}
+
 int matcher_counselor_accept(struct matcher *m, struct mcounselor *k,
                              int64_t offer_id, int64_t now)
 {
-	if (!k->registered)
-		return MATCHER_WRONG_STATE;
-	if (k->state != ST_RINGING)
-		return MATCHER_WRONG_STATE;
-	if (offer_id != k->offer_id)
-		return MATCHER_NO_SUCH_OFFER;
+	int err = check_offer(k, offer_id);
+	if (err)
+		return err;
 	struct mclient *c = k->offer;
 	unqueue(m, c);
 	c->offered_to = NULL;
@@ -277,12 +282,9 @@ int matcher_counselor_accept(struct matcher *m, struct mcounselor *k,
 int matcher_counselor_decline(struct matcher *m, struct mcounselor *k,
                               int64_t offer_id, int64_t now)
 {
-	if (!k->registered)
-		return MATCHER_WRONG_STATE;
-	if (k->state != ST_RINGING)
-		return MATCHER_WRONG_STATE;
-	if (offer_id != k->offer_id)
-		return MATCHER_NO_SUCH_OFFER;
+	int err = check_offer(k, offer_id);
+	if (err)
+		return err;
 	/* A decline is a choice made at the desk: it is not a miss, and the
 	 * counselor keeps their place among the idle. */
 	offer_back(k, now);

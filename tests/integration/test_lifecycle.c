@@ -45,6 +45,17 @@ static struct h_peer *waiting_client(const struct h_server *s, const char *name)
 	return c;
 }
 
+/* Counselor `k` accepts the offer ringing now; client `c` is in session. */
+static void take_offer(struct h_peer *k, struct h_peer *c)
+{
+	const struct proto_msg *o = expect(k, PT_OFFER, T);
+	char acc[80];
+	snprintf(acc, sizeof acc, "{\"type\":\"accept\",\"offer_id\":%lld}", (long long)o->offer_id);
+	h_send_json(k, acc);
+	expect(c, PT_SESSION_START, T);
+	expect(k, PT_SESSION_START, T);
+}
+
 static void get_stats(int port, char *body, size_t cap)
 {
 	assert_int_equal(h_http_get(port, "/stats", body, cap), 200);
@@ -72,11 +83,7 @@ static void test_disconnects(void **state)
 
 	/* A client dropping out of a session ends it for the counselor. */
 	struct h_peer *k = counselor(&s, "kim", 1);
-	const struct proto_msg *o = expect(k, PT_OFFER, T);
-	char acc[80];
-	snprintf(acc, sizeof acc, "{\"type\":\"accept\",\"offer_id\":%lld}", (long long)o->offer_id);
-	h_send_json(k, acc);
-	expect(c2, PT_SESSION_START, T);
+	take_offer(k, c2);
 	h_peer_free(c2);
 	assert_string_equal(expect(k, PT_SESSION_END, T)->reason, "peer_left");
 	assert_int_equal(expect(k, PT_STATE, T)->state, ST_WRAPUP);
@@ -84,10 +91,7 @@ static void test_disconnects(void **state)
 	/* A counselor dropping out ends it for the client, who may rate. */
 	h_send_json(k, "{\"type\":\"set_state\",\"state\":\"available\"}");
 	struct h_peer *c3 = waiting_client(&s, "c3");
-	o = expect(k, PT_OFFER, T);
-	snprintf(acc, sizeof acc, "{\"type\":\"accept\",\"offer_id\":%lld}", (long long)o->offer_id);
-	h_send_json(k, acc);
-	expect(c3, PT_SESSION_START, T);
+	take_offer(k, c3);
 	h_peer_free(k);
 	const struct proto_msg *e = expect(c3, PT_SESSION_END, T);
 	assert_string_equal(e->reason, "peer_left");
@@ -210,11 +214,7 @@ static void test_sigterm(void **state)
 	assert_int_equal(h_server_start(&s, NULL), 0);
 	struct h_peer *k = counselor(&s, "night", 1);
 	struct h_peer *c = waiting_client(&s, "late");
-	const struct proto_msg *o = expect(k, PT_OFFER, T);
-	char acc[80];
-	snprintf(acc, sizeof acc, "{\"type\":\"accept\",\"offer_id\":%lld}", (long long)o->offer_id);
-	h_send_json(k, acc);
-	expect(c, PT_SESSION_START, T);
+	take_offer(k, c);
 	struct h_peer *w = waiting_client(&s, "waiting");
 	/* Everyone is told, the session ends with a reason, and the process
 	 * exits cleanly within the shutdown grace. */
@@ -323,11 +323,7 @@ static void test_tls(void **state)
 	assert_int_equal(h_server_start_tls(&s, args), 0);
 	struct h_peer *k = counselor(&s, "secure", 1);
 	struct h_peer *c = waiting_client(&s, "secure-client");
-	const struct proto_msg *o = expect(k, PT_OFFER, T);
-	char acc[80];
-	snprintf(acc, sizeof acc, "{\"type\":\"accept\",\"offer_id\":%lld}", (long long)o->offer_id);
-	h_send_json(k, acc);
-	expect(c, PT_SESSION_START, T);
+	take_offer(k, c);
 	h_send_json(c, "{\"type\":\"msg\",\"id\":1,\"text\":\"over TLS\"}");
 	assert_string_equal(expect(k, PT_MSG, T)->text, "over TLS");
 	h_peer_free(c);
