@@ -100,7 +100,5 @@ void session_start(struct hub *h, struct conn *client, struct conn *counselor);
 void session_close(struct session *s, const char *reason, struct conn *gone);
 void session_on_message(struct conn *c, const struct proto_msg *m);
 void session_rate(struct conn *c, const struct proto_msg *m);
-/* Seconds (in the peers' clock, scaled back) left in the slot. */
-uint32_t session_remaining_s(const struct session *s);
 
 #endif

@@ -15,14 +15,6 @@ static struct conn *peer_of(const struct session *s, const struct conn *c)
 	return c == s->client ? s->counselor : s->client;
 }
 
-uint32_t session_remaining_s(const struct session *s)
-{
-	int64_t left = slot_remaining(&s->slot, hub_now_ms());
-	int64_t scale = s->hub->cfg.dev_mode && s->hub->cfg.time_scale > 1
-	                ? s->hub->cfg.time_scale : 1;
-	return (uint32_t)((left * scale + 999) / 1000);
-}
-
 static uint32_t to_peer_s(const struct hub *h, int64_t ms)
 {
 	int64_t scale = h->cfg.dev_mode && h->cfg.time_scale > 1 ? h->cfg.time_scale : 1;

@@ -28,7 +28,7 @@ struct h_peer {
 	struct esc_conn *c;
 	char name[32];
 	struct node *head, *tail, *current;
-	int count, open, closed, close_code;
+	int open, closed, close_code;
 };
 
 static struct ev_loop *loop;
@@ -256,7 +256,6 @@ static void on_message(struct esc_conn *c, const struct proto_msg *m, const char
 	else
 		p->head = n;
 	p->tail = n;
-	p->count++;
 }
 
 static void on_closed(struct esc_conn *c, int code, const char *why, void *ud)
@@ -320,7 +319,6 @@ static void drop_inbox(struct h_peer *p)
 		free(n);
 	}
 	p->tail = NULL;
-	p->count = 0;
 	free(p->current);
 	p->current = NULL;
 }
@@ -355,7 +353,6 @@ static const struct proto_msg *take(struct h_peer *p, enum proto_type type)
 		p->head = n->next;
 		if (!p->head)
 			p->tail = NULL;
-		p->count--;
 		if (type == PT_NONE || n->m.type == type) {
 			free(p->current);
 			p->current = n;
@@ -380,18 +377,11 @@ const struct proto_msg *h_wait(struct h_peer *p, enum proto_type type, int timeo
 	}
 }
 
-const struct proto_msg *h_next(struct h_peer *p, int timeout_ms)
-{
-	return h_wait(p, PT_NONE, timeout_ms);
-}
-
 const char *h_wait_error(struct h_peer *p, int timeout_ms)
 {
 	const struct proto_msg *m = h_wait(p, PT_ERROR, timeout_ms);
 	return m ? m->code : "";
 }
-
-int h_pending(struct h_peer *p) { return p->count; }
 
 int h_wait_closed(struct h_peer *p, int timeout_ms)
 {

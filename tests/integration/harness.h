@@ -48,12 +48,8 @@ int h_send_raw(struct h_peer *p, const void *buf, size_t len, int binary);
 /* The next message of `type`, skipping others; NULL on timeout. The result
  * is valid until the next h_wait/h_next on that peer. */
 const struct proto_msg *h_wait(struct h_peer *p, enum proto_type type, int timeout_ms);
-/* The next message of any type; NULL on timeout. */
-const struct proto_msg *h_next(struct h_peer *p, int timeout_ms);
 /* Wait for an `error` and return its code ("" on timeout). */
 const char *h_wait_error(struct h_peer *p, int timeout_ms);
-/* Messages received and not yet consumed. */
-int h_pending(struct h_peer *p);
 /* Wait until the server closed the connection; returns the close code
  * (0 for none) or -1 on timeout. */
 int h_wait_closed(struct h_peer *p, int timeout_ms);
