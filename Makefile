@@ -9,7 +9,7 @@
 #   make SAN=1 ...  build with AddressSanitizer + UBSan into build-san/
 
 CC      ?= cc
-PKGS    := libwebsockets jansson libjwt openssl
+PKGS    := libwebsockets jansson libjwt openssl libsrtp2 opus
 SAN     ?=
 B       := $(if $(SAN),build-san,build)
 SANITIZERS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -25,7 +25,7 @@ CMOCKA  := $(shell pkg-config --libs cmocka 2>/dev/null)
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
 # Pure logic: no sockets, no clocks. Unit tests link against this.
-CORE_SRC := proto/proto.c server/log.c server/config.c server/auth.c \
+CORE_SRC := proto/proto.c proto/rtp.c proto/media.c server/log.c server/config.c server/auth.c \
             server/matcher.c server/slot.c server/metrics.c
 # I/O: the loop glue, the transport and the hub that wires everything.
 SERVER_SRC := server/ws.c server/hub.c server/session.c server/main.c

@@ -817,7 +817,8 @@ static void console_loop(void)
 	ev_timer_init(&app.hello_w, hello_timer_cb, HELLO_WAIT_S, 0.0);
 	ev_timer_start(app.loop, &app.hello_w);
 
-	static const struct esc_handlers handlers = { on_open, on_message, on_closed };
+	static const struct esc_handlers handlers = { .open = on_open, .message = on_message,
+	                                              .closed = on_closed };
 	app.conn = esc_connect(app.ctx, app.url, &handlers, NULL, err, sizeof err);
 	if (!app.conn)
 		note("earshot: %s", err);

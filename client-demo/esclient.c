@@ -90,6 +90,11 @@ static void on_receive(struct esc_conn *c, const void *in, size_t len)
 	}
 	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) || c->rx_over)
 		return;
+	if (lws_frame_is_binary(wsi)) {
+		if (!c->orphan && c->h.binary)
+			c->h.binary(c, (const uint8_t *)c->rx, c->rxlen, c->ud);
+		return;
+	}
 	struct proto_msg *m = malloc(sizeof *m);
 	if (!m)
 		return;

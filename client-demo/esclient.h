@@ -15,6 +15,7 @@
 #define EARSHOT_ESCLIENT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "../proto/proto.h"
 
 struct ev_loop;
@@ -27,6 +28,8 @@ struct esc_handlers {
 	/* One message from the server. `raw` is the frame as received. */
 	void (*message)(struct esc_conn *c, const struct proto_msg *m,
 	                const char *raw, size_t rawlen, void *ud);
+	/* One binary (media) frame; `buf` lives for the call. May be NULL. */
+	void (*binary)(struct esc_conn *c, const uint8_t *buf, size_t len, void *ud);
 	/* The connection failed or closed. `code` is the peer's close code, or
 	 * 0 when there was none (connect failure, reset). */
 	void (*closed)(struct esc_conn *c, int code, const char *why, void *ud);

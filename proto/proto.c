@@ -199,6 +199,8 @@ static const struct field f_session_start[] = {
 	STR("session_id", session_id, 1, F_REQ), ENUM("mode", mode, K_MODE),
 	TOPIC, U32("slot_s", slot_s, 0), U32("remaining_s", remaining_s, 0),
 	STR("peer", name, 0, F_REQ),
+	STR("srtp_profile", srtp_profile, 0, 0),
+	STR("tx_key", tx_key, 0, 0), STR("rx_key", rx_key, 0, 0),
 };
 /* One shape for both directions: a peer sends `id`, the server relays with
  * `seq`; each is optional and "absent" is a value outside its range. */
@@ -214,6 +216,13 @@ static const struct field f_typing[] = {
 };
 static const struct field f_slot_warning[] = { U32("remaining_s", remaining_s, 0) };
 static const struct field f_slot_over[] = { U32("grace_s", grace_s, 0) };
+static const struct field f_audio[] = {
+	STR("who", who, 1, F_REQ), STR("state", audio, 1, F_REQ),
+};
+static const struct field f_link[] = {
+	STR("you", link_you, 1, F_REQ), STR("peer", link_peer, 1, F_REQ),
+	U32("loss_pct", loss_pct, 0), U32("jitter_ms", jitter_ms, 0),
+};
 static const struct field f_session_end[] = {
 	STR("session_id", session_id, 1, F_REQ), REASON,
 	STR("referral", referral, 0, 0),
@@ -258,6 +267,10 @@ static const struct type_spec types[PT__COUNT] = {
 	[PT_SESSION_END] = T("session_end", f_session_end),
 	[PT_SUBSCRIBE] = T0("subscribe"),
 	[PT_STATS] = T0("stats"),
+	[PT_MUTE] = T("mute", f_typing),
+	[PT_PEER_MUTE] = T("peer_mute", f_typing),
+	[PT_AUDIO] = T("audio", f_audio),
+	[PT_LINK] = T("link", f_link),
 };
 
 const char *proto_type_name(enum proto_type t)
@@ -495,6 +508,15 @@ static const struct stat_field stat_fields[] = {
 	{ "ratings", "count", S_U32, SOFF(ratings_count) },
 	{ "ratings", "mean", S_REAL, SOFF(ratings_mean) },
 	{ NULL, "uptime_s", S_U64, SOFF(uptime_s) },
+	{ "media", "relayed", S_U64, SOFF(media_relayed) },
+	{ "media", "dropped_auth", S_U64, SOFF(media_auth) },
+	{ "media", "dropped_replay", S_U64, SOFF(media_replay) },
+	{ "media", "dropped_not_opus", S_U64, SOFF(media_not_opus) },
+	{ "media", "dropped_too_large", S_U64, SOFF(media_too_large) },
+	{ "media", "dropped_rate", S_U64, SOFF(media_rate) },
+	{ "media", "dropped_bad_rtp", S_U64, SOFF(media_bad_rtp) },
+	{ "media", "dropped_no_session", S_U64, SOFF(media_no_session) },
+	{ "media", "dropped_slow_reader", S_U64, SOFF(media_slow_reader) },
 };
 
 static enum proto_status stat_decode(const struct stat_field *sf, json_t *root,

@@ -24,6 +24,8 @@
 #define PROTO_CODE_MAX 32
 #define PROTO_ID_MAX 40        /* session ids */
 #define PROTO_REFERRAL_MAX 2000
+#define PROTO_KEY_MAX 43       /* base64 of a 30-byte SRTP key and salt */
+#define PROTO_WORD_MAX 7       /* short enumerations carried as strings */
 
 enum proto_type {
 	PT_NONE = 0,
@@ -38,6 +40,8 @@ enum proto_type {
 	PT_SLOT_WARNING, PT_SLOT_OVER, PT_END, PT_SESSION_END,
 	/* operator */
 	PT_SUBSCRIBE, PT_STATS,
+	/* voice */
+	PT_MUTE, PT_PEER_MUTE, PT_AUDIO, PT_LINK,
 	PT__COUNT
 };
 
@@ -64,6 +68,10 @@ struct proto_stats {
 	uint32_t ratings_count;
 	double ratings_mean;
 	uint64_t uptime_s;
+	/* media packets relayed, and dropped by reason (PROTOCOL.md) */
+	uint64_t media_relayed;
+	uint64_t media_auth, media_replay, media_not_opus, media_too_large,
+	         media_rate, media_bad_rtp, media_no_session, media_slow_reader;
 };
 
 /* One message, either direction. Only the fields of `type` are meaningful;
@@ -74,7 +82,7 @@ struct proto_msg {
 	enum proto_role role;          /* hello, welcome */
 	enum proto_mode mode;          /* talk_now, offer, session_start */
 	enum proto_state state;        /* welcome, state, set_state */
-	int on;                        /* typing */
+	int on;                        /* typing, mute, peer_mute */
 	int score;                     /* rate: 1-5 */
 	int64_t id;                    /* msg (C->S), sent: sender's id, >= 0 */
 	int64_t seq;                   /* msg (S->C), sent, ack, delivered: >= 1 */
@@ -89,6 +97,7 @@ struct proto_msg {
 	uint32_t grace_s;              /* slot_over */
 	uint32_t wrapup_s;             /* state (entering wrapup) */
 	uint32_t version;              /* welcome */
+	uint32_t loss_pct, jitter_ms;  /* link */
 	char token[PROTO_TOKEN_MAX + 1];     /* hello; "" = none */
 	char topic[PROTO_TOPIC_MAX + 1];     /* talk_now, offer, session_start */
 	char text[PROTO_TEXT_MAX + 1];       /* msg */
@@ -101,6 +110,15 @@ struct proto_msg {
 	char session_id[PROTO_ID_MAX + 1];   /* session_start, session_end */
 	char referral[PROTO_REFERRAL_MAX + 1]; /* session_end (client) */
 	struct proto_stats stats;            /* stats */
+	/* session_start of a voice session: SRTP profile and this party's keys
+	 * (base64 of master key || salt); "" in text sessions. */
+	char srtp_profile[24];
+	char tx_key[PROTO_KEY_MAX + 1];
+	char rx_key[PROTO_KEY_MAX + 1];
+	char who[PROTO_WORD_MAX + 1];          /* audio: "you" or "peer" */
+	char audio[PROTO_WORD_MAX + 1];        /* audio: "stopped" or "flowing" */
+	char link_you[PROTO_WORD_MAX + 1];     /* link: "good" "fair" "poor" */
+	char link_peer[PROTO_WORD_MAX + 1];
 };
 
 /* Decoding outcome. On PROTO_OK `*out` holds the message. Otherwise

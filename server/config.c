@@ -97,6 +97,18 @@ static const struct directive {
 	  "dev mode only: session clocks run this many times faster" },
 	{ "log-level", T_LEVEL, FIELD(log_level), 0, 0, 0, "info", 0,
 	  "error, warn, info or debug" },
+	{ "srtp-profile", T_STRING, FIELD(srtp_profile), 0, 0, 0, "aead_aes_128_gcm", 0,
+	  "voice SRTP profile: aead_aes_128_gcm or aes_cm_128_hmac_sha1_80" },
+	{ "media-max-packet", T_INT, FIELD(media_max_packet), 0, 200, 1500, "1200", 0,
+	  "largest protected voice packet accepted, in bytes" },
+	{ "media-max-pps", T_INT, FIELD(media_max_pps), 0, 50, 1000, "100", 0,
+	  "voice packets per second one party may send (50 is real time)" },
+	{ "media-queue", T_INT, FIELD(media_queue), 0, 2, 256, "16", 0,
+	  "voice packets queued for a slow receiver before the oldest is dropped" },
+	{ "silence-timeout", T_DURATION, FIELD(silence_timeout), 0, 1, 60, "5s", 0,
+	  "no audio this long from an unmuted party: both sides are told" },
+	{ "link-report", T_DURATION, FIELD(link_report), 0, 1, 60, "5s", 0,
+	  "interval of link-quality reports in voice sessions" },
 	{ "referral", T_REFERRAL, FIELD(referral), offsetof(struct config, referral_set),
 	  0, 0,
 	  "If you are in danger now, call your local emergency number "
@@ -585,6 +597,13 @@ int config_validate(const struct config *c, char *err, size_t errlen)
 	}
 	if (c->time_scale > 1 && !c->dev_mode) {
 		config_err(err, errlen, NULL, "time-scale %d needs dev-mode yes", c->time_scale);
+		return -1;
+	}
+	if (strcmp(c->srtp_profile, "aead_aes_128_gcm") != 0 &&
+	    strcmp(c->srtp_profile, "aes_cm_128_hmac_sha1_80") != 0) {
+		config_quote(c->srtp_profile, q, sizeof(q));
+		config_err(err, errlen, NULL,
+		           "srtp-profile '%s' is not aead_aes_128_gcm or aes_cm_128_hmac_sha1_80", q);
 		return -1;
 	}
 	/* The shipped example's placeholder is public: a node started with it

@@ -40,6 +40,12 @@ struct config {
 	int shutdown_grace;       /* 3, 0..60: seconds to flush goodbyes */
 	int time_scale;           /* 1, 1..1000; dev mode only: session clocks run this many times faster */
 	enum config_log_level log_level; /* info */
+	char srtp_profile[32];    /* "aead_aes_128_gcm" or "aes_cm_128_hmac_sha1_80" */
+	int media_max_packet;     /* 1200 bytes, 200..1500 */
+	int media_max_pps;        /* 100, 50..1000 */
+	int media_queue;          /* 16 packets, 2..256 */
+	int silence_timeout;      /* 5 s, 1..60 */
+	int link_report;          /* 5 s, 1..60 */
 	char referral[CONFIG_REFERRAL_MAX + 1]; /* repeated `referral` lines joined by '\n' */
 	/* 0 while `referral` holds the built-in default: the first `referral`
 	 * directive replaces the default, later ones append a line. Without

@@ -267,7 +267,8 @@ static void on_closed(struct esc_conn *c, int code, const char *why, void *ud)
 	p->close_code = code;
 }
 
-static const struct esc_handlers handlers = { on_open, on_message, on_closed };
+static const struct esc_handlers handlers = { .open = on_open, .message = on_message,
+	                                              .closed = on_closed };
 
 struct h_peer *h_connect(const struct h_server *s, const char *name)
 {

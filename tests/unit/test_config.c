@@ -140,6 +140,21 @@ static void test_table_defaults_apply_cleanly(void **state)
 	}
 }
 
+static void test_validate_srtp_profile(void **state)
+{
+	(void)state;
+	struct config c;
+	char err[CONFIG_ERR_MAX];
+	config_defaults(&c);
+	assert_string_equal(c.srtp_profile, "aead_aes_128_gcm");
+	assert_int_equal(config_set(&c, "srtp-profile", "aes_cm_128_hmac_sha1_80", "--srtp-profile",
+	                            err, sizeof(err)), 0);
+	assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
+	assert_int_equal(config_set(&c, "srtp-profile", "rot13", "--srtp-profile", err, sizeof(err)), 0);
+	assert_int_equal(config_validate(&c, err, sizeof(err)), -1);
+	assert_string_equal(err, "srtp-profile 'rot13' is not aead_aes_128_gcm or aes_cm_128_hmac_sha1_80");
+}
+
 static void test_table_names_unique_and_complete(void **state)
 {
 	(void)state;
@@ -148,7 +163,8 @@ static void test_table_names_unique_and_complete(void **state)
 		"token-secret", "slot-length", "warn-at", "goodbye-grace", "ring-timeout",
 		"max-missed-offers", "wrapup", "max-message-bytes", "max-text-bytes",
 		"msg-rate", "msg-burst", "max-queue", "auth-timeout", "shutdown-grace",
-		"time-scale", "log-level", "referral",
+		"time-scale", "log-level", "referral", "srtp-profile", "media-max-packet",
+		"media-max-pps", "media-queue", "silence-timeout", "link-report",
 	};
 	assert_int_equal(NDIRECTIVES, sizeof(want) / sizeof(want[0]));
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
@@ -786,6 +802,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_validate_srtp_profile),
 		cmocka_unit_test(test_table_defaults_apply_cleanly),
 		cmocka_unit_test(test_table_names_unique_and_complete),
 		cmocka_unit_test(test_parse_duration),

@@ -118,6 +118,12 @@ static void sample(enum proto_type t, int variant, struct proto_msg *m)
 		strcpy(m->session_id, "s-0123456789abcdef"); m->mode = MODE_TEXT;
 		strcpy(m->topic, "grief"); m->slot_s = 1200; m->remaining_s = 1199;
 		strcpy(m->name, "Alice");
+		if (variant) {
+			m->mode = MODE_VOICE;
+			strcpy(m->srtp_profile, "aead_aes_128_gcm");
+			strcpy(m->tx_key, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGw==");
+			strcpy(m->rx_key, "GxoZGBcWFRQTEhEQDw4NDAsKCQgHBgUEAwIBAA==");
+		}
 		break;
 	case PT_MSG:
 		strcpy(m->text, "hello \xc3\xa9t\xc3\xa9 \\ / \t");
@@ -136,7 +142,15 @@ static void sample(enum proto_type t, int variant, struct proto_msg *m)
 		break;
 	case PT_STATS:
 		m->stats = (struct proto_stats){ 2, 41, 1, 1, 3, 0, 2, 3, 17, 2, 9,
-		                                 12, variant ? 4.4 : 0.0, 3600 };
+		                                 12, variant ? 4.4 : 0.0, 3600,
+		                                 9000, 1, 2, 3, 4, 5, 6, 7, 8 };
+		break;
+	case PT_MUTE:
+	case PT_PEER_MUTE: m->on = variant; break;
+	case PT_AUDIO: strcpy(m->who, variant ? "peer" : "you"); strcpy(m->audio, "stopped"); break;
+	case PT_LINK:
+		strcpy(m->link_you, "good"); strcpy(m->link_peer, variant ? "poor" : "fair");
+		m->loss_pct = 12; m->jitter_ms = 35;
 		break;
 	default: break;  /* cancel, rated, end, subscribe: no fields */
 	}
@@ -184,7 +198,16 @@ static void test_encode_exact(void **state)
 		{ PT_STATS, 1, "{\"type\":\"stats\",\"queue\":2,\"oldest_wait_s\":41,"
 		  "\"counselors\":{\"available\":1,\"ringing\":1,\"busy\":3,\"wrapup\":0,\"away\":2},"
 		  "\"sessions\":3,\"served\":17,\"abandoned\":2,\"connections\":9,"
-		  "\"ratings\":{\"count\":12,\"mean\":4.4000000000000004},\"uptime_s\":3600}" },
+		  "\"ratings\":{\"count\":12,\"mean\":4.4000000000000004},\"uptime_s\":3600,"
+		  "\"media\":{\"relayed\":9000,\"dropped_auth\":1,\"dropped_replay\":2,"
+		  "\"dropped_not_opus\":3,\"dropped_too_large\":4,\"dropped_rate\":5,"
+		  "\"dropped_bad_rtp\":6,\"dropped_no_session\":7,\"dropped_slow_reader\":8}}" },
+		{ PT_SESSION_START, 1, "{\"type\":\"session_start\",\"session_id\":\"s-0123456789abcdef\","
+		  "\"mode\":\"voice\",\"topic\":\"grief\",\"slot_s\":1200,\"remaining_s\":1199,\"peer\":\"Alice\","
+		  "\"srtp_profile\":\"aead_aes_128_gcm\",\"tx_key\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGw==\","
+		  "\"rx_key\":\"GxoZGBcWFRQTEhEQDw4NDAsKCQgHBgUEAwIBAA==\"}" },
+		{ PT_LINK, 1, "{\"type\":\"link\",\"you\":\"good\",\"peer\":\"poor\",\"loss_pct\":12,\"jitter_ms\":35}" },
+		{ PT_AUDIO, 0, "{\"type\":\"audio\",\"who\":\"you\",\"state\":\"stopped\"}" },
 		{ PT_END, 0, "{\"type\":\"end\"}" },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
