@@ -26,10 +26,10 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
 # Pure logic: no sockets, no clocks. Unit tests link against this.
 CORE_SRC := proto/proto.c proto/rtp.c proto/media.c server/log.c server/config.c server/auth.c \
-            server/matcher.c server/slot.c server/metrics.c
+            server/matcher.c server/slot.c server/metrics.c server/quality.c
 # I/O: the loop glue, the transport and the hub that wires everything.
-SERVER_SRC := server/ws.c server/hub.c server/session.c server/main.c
-CLIENT_LIB_SRC := client-demo/esclient.c
+SERVER_SRC := server/ws.c server/relay.c server/hub.c server/session.c server/main.c
+CLIENT_LIB_SRC := client-demo/esclient.c client-demo/voice.c client-demo/wav.c
 CLIENT_SRC := client-demo/earshot.c
 
 obj = $(patsubst %.c,$(B)/%.o,$(1))

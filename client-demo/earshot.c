@@ -3,8 +3,12 @@
  * human-readable or raw JSON form (one line per event either way).
  *
  * One libev loop, one esc_ctx, one connection, stdin read line by line.
- * All mutable state lives in the single `struct app` below. */
+ * All mutable state lives in the single `struct app` below. With --voice,
+ * a voice session also runs one `struct voice` (voice.h) on the same loop:
+ * it sends on its own timer and is fed the binary frames that arrive. */
 #include "esclient.h"
+#include "voice.h"
+#include "wav.h"
 #include "../proto/proto.h"
 #include "../server/auth.h"
 #include "../server/config.h"
@@ -14,6 +18,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <libwebsockets.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,6 +38,9 @@
 #define HELLO_WAIT_S 15.0
 /* Peer text after clean(): a newline may double in size. */
 #define CLEAN_MAX (2 * PROTO_TEXT_MAX + 8)
+#define TONE_CLIENT_HZ 440.0
+#define TONE_COUNSELOR_HZ 660.0
+#define VOICE_SECONDS_MAX 86400.0
 
 enum { EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_AUTH = 3 };
 
@@ -43,6 +51,12 @@ struct app {
 	enum proto_mode mode;
 	int json, go_available;
 	struct esc_options tls;
+	/* voice options: what to send, where to record */
+	int voice_on;
+	const char *wav_in, *record;
+	double tone_hz, voice_seconds;
+	int16_t *pcm;                      /* --wav-in's samples, 48 kHz mono */
+	size_t pcm_len;
 	/* the loop and the connection */
 	struct ev_loop *loop;
 	struct esc_ctx *ctx;
@@ -55,6 +69,8 @@ struct app {
 	/* the conversation */
 	int64_t next_id;                   /* our next chat `id` */
 	int64_t offer_id;                  /* counselor: the offer on the table, 0 if none */
+	struct voice *voice;               /* the voice session's audio, NULL if none */
+	int muted;                         /* we asked the server to mute us */
 	/* stdin line assembly */
 	char line[LINE_MAX_BYTES + 1];
 	size_t linelen;
@@ -90,6 +106,20 @@ static void note(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	fflush(stderr);
+}
+
+/* A line of our own about the session: stdout for people; in --json mode
+ * stdout carries only server messages, so it goes to stderr. */
+static void tell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void tell(const char *fmt, ...)
+{
+	va_list ap;
+	FILE *f = app.json ? stderr : stdout;
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	fputc('\n', f);
+	fflush(f);
 }
 
 /* Text from the other side goes to a terminal: control characters (C0, DEL,
@@ -242,6 +272,22 @@ static void show_session_end(const struct proto_msg *m)
 		say("rate this session: /rate 1-5 [comment]");
 }
 
+/* What the server says about the voice: mute, silence, link quality. */
+static void show_voice(const struct proto_msg *m)
+{
+	if (m->type == PT_PEER_MUTE)
+		say(m->on ? "the other side muted" : "the other side unmuted");
+	else if (m->type == PT_AUDIO && strcmp(m->audio, "flowing") == 0)
+		say("audio is back");
+	else if (m->type == PT_AUDIO && strcmp(m->who, "you") == 0)
+		say("we can't hear you: check your microphone");
+	else if (m->type == PT_AUDIO)
+		say("the other side's audio stopped");
+	else if (m->type == PT_LINK)
+		say("link: you %s, other side %s (loss %u%%, jitter %u ms)", m->link_you,
+		    m->link_peer, m->loss_pct, m->jitter_ms);
+}
+
 /* Messages both sides of a session see. Returns 1 when `m` was one. */
 static int show_session(const struct proto_msg *m)
 {
@@ -267,6 +313,11 @@ static int show_session(const struct proto_msg *m)
 	case PT_SENT:
 	case PT_DELIVERED:
 		return 1;           /* quiet for people; --json shows them */
+	case PT_PEER_MUTE:
+	case PT_AUDIO:
+	case PT_LINK:
+		show_voice(m);
+		return 1;
 	default:
 		return 0;
 	}
@@ -413,6 +464,92 @@ static void show_operator(const struct proto_msg *m)
 	say("%s", line);
 }
 
+/* ---- voice ------------------------------------------------------------------- */
+
+static int voice_send(void *ud, const uint8_t *pkt, size_t len)
+{
+	(void)ud;
+	return app.conn ? esc_send_raw(app.conn, pkt, len, 1) : -1;
+}
+
+/* The session's audio ends: one summary line (a test parses it). */
+static void voice_end(void)
+{
+	struct voice_stats st;
+	char line[256];
+	if (!app.voice)
+		return;
+	voice_stop(app.voice, &st);
+	voice_stats_format(&st, line, sizeof line);
+	tell("%s", line);
+	if (st.skipped)
+		note("earshot: audio fell behind: %llu frames were not sent",
+		     (unsigned long long)st.skipped);
+	if (st.record_failed)
+		note("earshot: could not write all of the recording to %s", app.record);
+	voice_free(app.voice);
+	app.voice = NULL;
+	app.muted = 0;
+}
+
+/* A voice session starts: its keys come with session_start. */
+static void voice_begin(const struct proto_msg *m)
+{
+	char err[256];
+	voice_end();                       /* a leftover from a session never ended */
+	app.muted = 0;
+	if (!m->tx_key[0] || !m->rx_key[0]) {
+		note("earshot: this voice session came without SRTP keys: no audio");
+		return;
+	}
+	struct voice_config cfg = {
+		.srtp_profile = m->srtp_profile, .tx_key = m->tx_key, .rx_key = m->rx_key,
+		.pcm = app.pcm, .pcm_len = app.pcm_len, .pcm_loop = 1, .tone_hz = app.tone_hz,
+		.record_path = app.record, .send_seconds = app.voice_seconds, .send = voice_send,
+	};
+	app.voice = voice_new(&cfg, err, sizeof err);
+	if (!app.voice) {
+		note("earshot: no audio in this session: %s", err);
+		return;
+	}
+	voice_start(app.voice, app.loop);
+	if (app.wav_in)
+		tell("sending audio from %s (looped)%s%s; /mute to pause", app.wav_in,
+		     app.record ? ", recording to " : "", app.record ? app.record : "");
+	else
+		tell("sending audio: a %.0f Hz tone%s%s; /mute to pause", app.tone_hz,
+		     app.record ? ", recording to " : "", app.record ? app.record : "");
+}
+
+/* Session messages that start and stop the audio, in either output mode. */
+static void voice_follow(const struct proto_msg *m)
+{
+	if (m->type == PT_SESSION_START && m->mode == MODE_VOICE) {
+		if (app.voice_on)
+			voice_begin(m);
+		else if (!app.json)
+			say("this is a voice session, but this console has no audio "
+			    "(start it with --voice); text works");
+	} else if (m->type == PT_SESSION_END) {
+		voice_end();
+	}
+}
+
+static void on_binary(struct esc_conn *c, const uint8_t *buf, size_t len, void *ud)
+{
+	(void)c;
+	(void)ud;
+	if (app.voice)
+		voice_on_packet(app.voice, buf, len);
+}
+
+static void set_muted(int on)
+{
+	app.muted = on;
+	if (app.voice)
+		voice_set_muted(app.voice, on);
+}
+
 /* ---- the connection -------------------------------------------------------- */
 
 static void app_quit(void);
@@ -473,8 +610,10 @@ static void on_message(struct esc_conn *c, const struct proto_msg *m, const char
 			app_quit();
 		return;
 	}
-	if (app.json)
+	if (app.json) {
+		voice_follow(m);
 		return;
+	}
 	if (m->type == PT_NONE) {
 		note("earshot: a message from the server could not be read: %.*s",
 		     (int)(rawlen < 200 ? rawlen : 200), raw);
@@ -486,6 +625,7 @@ static void on_message(struct esc_conn *c, const struct proto_msg *m, const char
 		show_counselor(m);
 	else
 		show_operator(m);
+	voice_follow(m);
 }
 
 static void on_closed(struct esc_conn *c, int code, const char *why, void *ud)
@@ -587,6 +727,22 @@ static void cmd_typing(const char *arg)
 	out_send();
 }
 
+/* Muting stops our audio here and tells the other side (peer_mute). */
+static void cmd_mute_to(int on)
+{
+	out_new(PT_MUTE)->on = on;
+	out_send();
+	set_muted(on);
+	if (on)
+		say(app.voice ? "you are muted: sending no audio. /unmute to talk"
+		              : "you are muted");
+	else
+		say("you are unmuted");
+}
+
+static void cmd_mute(const char *arg) { (void)arg; cmd_mute_to(1); }
+static void cmd_unmute(const char *arg) { (void)arg; cmd_mute_to(0); }
+
 static void cmd_rate(const char *arg)
 {
 	char *end;
@@ -633,6 +789,8 @@ static const struct command {
 	{ "cancel", R_CLIENT, cmd_cancel, "leave the line" },
 	{ "end", R_SESSION, cmd_end, "end the session now" },
 	{ "typing", R_SESSION, cmd_typing, "[off]  show the other side you are typing" },
+	{ "mute", R_SESSION, cmd_mute, "voice: stop sending audio (the other side is told)" },
+	{ "unmute", R_SESSION, cmd_unmute, "voice: send audio again" },
 	{ "rate", R_CLIENT, cmd_rate, "N [comment]  rate the last session, 1 to 5" },
 	{ "again", R_CLIENT, cmd_again, "ask to talk again" },
 	{ "help", R_ALL, cmd_help, "this list" },
@@ -674,6 +832,17 @@ static void run_command(char *line)
 	note("earshot: unknown command '/%s'; /help lists them", name);
 }
 
+/* A raw `mute` frame typed in --json mode mutes our audio too, as /mute
+ * does for people. (`out` is only scratch, free to decode into.) */
+static void json_sent(const char *line, size_t n)
+{
+	struct proto_err err;
+	if (!strstr(line, "mute") || proto_decode(line, n, &app.out, &err) != PROTO_OK)
+		return;
+	if (app.out.type == PT_MUTE)
+		set_muted(app.out.on);
+}
+
 static void on_line(char *line)
 {
 	size_t n = strlen(line);
@@ -684,6 +853,7 @@ static void on_line(char *line)
 	if (app.json) {
 		if (app.conn && esc_send_raw(app.conn, line, n, 0) != 0)
 			note("earshot: could not send (not connected)");
+		json_sent(line, n);
 		return;
 	}
 	if (line[0] == '/' && line[1] != '/') {
@@ -818,7 +988,7 @@ static void console_loop(void)
 	ev_timer_start(app.loop, &app.hello_w);
 
 	static const struct esc_handlers handlers = { .open = on_open, .message = on_message,
-	                                              .closed = on_closed };
+	                                              .binary = on_binary, .closed = on_closed };
 	app.conn = esc_connect(app.ctx, app.url, &handlers, NULL, err, sizeof err);
 	if (!app.conn)
 		note("earshot: %s", err);
@@ -827,6 +997,7 @@ static void console_loop(void)
 	else if (!app.closed)
 		ev_run(app.loop, 0);
 
+	voice_end();                       /* the connection went mid-session */
 	ev_signal_stop(app.loop, &app.sigint_w);
 	ev_signal_stop(app.loop, &app.sigterm_w);
 	ev_timer_stop(app.loop, &app.quit_w);
@@ -842,6 +1013,7 @@ static int run_console(void)
 	stdin_setup();
 	console_loop();
 	stdin_restore();
+	free(app.pcm);
 	if (app.auth_failed)
 		return EXIT_AUTH;
 	return app.conn && app.quitting ? 0 : EXIT_FAIL;
@@ -855,19 +1027,24 @@ static void usage_main(FILE *f)
 	        "usage: earshot token --role client|counselor|operator --sub ID [--name NAME]\n"
 	        "                     [--skills a,b] [--ttl 8h] [--config FILE]\n"
 	        "       earshot client [--url URL] [--token T] [--topic TOPIC] [--mode text|voice] [--json]\n"
+	        "                      [--voice [--wav-in FILE | --tone HZ] [--record FILE] [--voice-seconds N]]\n"
 	        "       earshot counselor --token T [--url URL] [--available] [--json]\n"
+	        "                      [--voice [--wav-in FILE | --tone HZ] [--record FILE] [--voice-seconds N]]\n"
 	        "       earshot operator --token T [--url URL] [--json]\n"
 	        "       earshot --help | --version | SUBCOMMAND --help\n\n"
 	        "earshot talks to an earshotd server: a person asks to talk (client), a\n"
-	        "counselor takes them for a timed text session, an operator watches.\n"
+	        "counselor takes them for a timed text or voice session, an operator watches.\n"
 	        "One line per event on stdout; errors on stderr. With --json, every server\n"
 	        "message is printed as it came and every input line is sent as a raw frame.\n\n"
 	        "The connecting subcommands also take --ca FILE (trust this CA for wss://)\n"
 	        "and --insecure (accept a self-signed certificate; testing only). The\n"
 	        "token may also come from $EARSHOT_TOKEN, which keeps it out of `ps`.\n\n"
+	        "With --voice, a voice session sends audio (a tone, or a 48 kHz 16-bit WAV)\n"
+	        "as SRTP-protected Opus and can record what it hears; `SUBCOMMAND --help`\n"
+	        "says more.\n\n"
 	        "Exit status: 0 after /quit, end of input or Ctrl-C; 1 when the connection\n"
-	        "failed or the server closed it; 2 on a usage error; 3 when the server\n"
-	        "refused the token.\n");
+	        "failed or the server closed it; 2 on a usage error (or a --wav-in or\n"
+	        "--record file that cannot be used); 3 when the server refused the token.\n");
 }
 
 static void usage_token(FILE *f)
@@ -886,13 +1063,30 @@ static void usage_token(FILE *f)
 	        PROTO_SUB_MAX, PROTO_NAME_MAX, DEFAULT_TTL);
 }
 
+static void usage_voice(FILE *f, enum proto_role role)
+{
+	fprintf(f, "  --voice        %s\n"
+	           "                 (Opus over SRTP) and decode what arrives (see --record)\n"
+	           "  --wav-in FILE  send this 16-bit PCM WAV (mono or stereo, 48000 Hz), looped\n"
+	           "  --tone HZ      send a sine tone instead (default %.0f)\n"
+	           "  --record FILE  write what you hear to FILE (48 kHz mono WAV; each voice\n"
+	           "                 session rewrites it)\n"
+	           "  --voice-seconds N  stop sending audio N seconds into the session (tests);\n"
+	           "                 the session stays open\n",
+	           role == ROLE_CLIENT ? "ask for a voice session (implies --mode voice), send audio"
+	                               : "in voice sessions (the person chooses voice), send audio",
+	           role == ROLE_CLIENT ? TONE_CLIENT_HZ : TONE_COUNSELOR_HZ);
+}
+
 static void usage_role(FILE *f, enum proto_role role)
 {
 	const char *name = proto_role_name(role);
-	fprintf(f, "usage: earshot %s %s[--url URL] [--json] [--ca FILE] [--insecure]%s\n\n", name,
+	fprintf(f, "usage: earshot %s %s[--url URL] [--json] [--ca FILE] [--insecure]%s%s\n\n", name,
 	        role == ROLE_CLIENT ? "[--token T] " : "--token T ",
 	        role == ROLE_CLIENT ? " [--topic TOPIC] [--mode text|voice]"
-	                            : role == ROLE_COUNSELOR ? " [--available]" : "");
+	                            : role == ROLE_COUNSELOR ? " [--available]" : "",
+	        role == ROLE_OPERATOR ? "" : "\n         [--voice [--wav-in FILE | --tone HZ] "
+	                                    "[--record FILE] [--voice-seconds N]]");
 	if (role == ROLE_CLIENT)
 		fprintf(f, "Ask to talk: joins the line at once, shows your place, then the\n"
 		           "conversation. Type a line and press Enter to send it.\n\n");
@@ -909,6 +1103,8 @@ static void usage_role(FILE *f, enum proto_role role)
 	}
 	if (role == ROLE_COUNSELOR)
 		fprintf(f, "  --available    go available as soon as you are signed in\n");
+	if (role != ROLE_OPERATOR)
+		usage_voice(f, role);
 	fprintf(f, "  --json         print server messages raw, send input lines as raw JSON frames\n"
 	           "  --ca FILE      trust this CA certificate for wss://\n"
 	           "  --insecure     accept a self-signed or mismatched certificate (testing only)\n\n"
@@ -939,7 +1135,8 @@ static int bad_option(const char *sub, int c, char **argv)
 /* ---- the token subcommand ---------------------------------------------------- */
 
 enum { O_URL = 256, O_TOKEN, O_TOPIC, O_MODE, O_JSON, O_AVAILABLE, O_CA, O_INSECURE,
-       O_ROLE, O_SUB, O_NAME, O_SKILLS, O_TTL, O_CONFIG };
+       O_ROLE, O_SUB, O_NAME, O_SKILLS, O_TTL, O_CONFIG,
+       O_VOICE, O_WAV_IN, O_TONE, O_RECORD, O_VOICE_SECONDS };
 
 struct token_args {
 	const char *role, *sub, *name, *skills, *ttl, *config;
@@ -1057,9 +1254,64 @@ static const struct option conn_opts[] = {
 	{ "available", no_argument, NULL, O_AVAILABLE },
 	{ "ca", required_argument, NULL, O_CA },
 	{ "insecure", no_argument, NULL, O_INSECURE },
+	{ "voice", no_argument, NULL, O_VOICE },
+	{ "wav-in", required_argument, NULL, O_WAV_IN },
+	{ "tone", required_argument, NULL, O_TONE },
+	{ "record", required_argument, NULL, O_RECORD },
+	{ "voice-seconds", required_argument, NULL, O_VOICE_SECONDS },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 }
 };
+
+/* A number in (0, max): --tone, --voice-seconds. */
+static int parse_positive(const char *s, double max, double *out)
+{
+	char *end;
+	errno = 0;
+	double d = strtod(s, &end);
+	if (end == s || *end || errno || !isfinite(d) || d <= 0 || d >= max)
+		return -1;
+	*out = d;
+	return 0;
+}
+
+/* The voice options hang together: --voice switches audio on (a client's
+ * talk_now asks for voice), the others shape it and mean nothing without
+ * it. The files are checked now, not when a session starts. */
+static int voice_check(const char *sub, int mode_given, int voice_opts, int tone_given)
+{
+	char err[512];
+	if ((app.voice_on || voice_opts) && app.role == ROLE_OPERATOR)
+		return usage_fail(sub, "--voice and its options are for 'earshot client' and "
+		                  "'earshot counselor'");
+	if (voice_opts && !app.voice_on)
+		return usage_fail(sub, "--wav-in, --tone, --record and --voice-seconds need --voice");
+	if (!app.voice_on)
+		return 0;
+	if (mode_given && app.mode != MODE_VOICE)
+		return usage_fail(sub, "--voice asks for a voice session: it cannot go with --mode %s",
+		                  proto_mode_name(app.mode));
+	if (app.wav_in && tone_given)
+		return usage_fail(sub, "--wav-in and --tone are two sources: give one");
+	if (app.role == ROLE_CLIENT)
+		app.mode = MODE_VOICE;
+	if (!tone_given)
+		app.tone_hz = app.role == ROLE_CLIENT ? TONE_CLIENT_HZ : TONE_COUNSELOR_HZ;
+	if (app.wav_in && wav_read_mono(app.wav_in, &app.pcm, &app.pcm_len, err, sizeof err) != 0) {
+		note("earshot %s: --wav-in %s", sub, err);
+		return EXIT_USAGE;
+	}
+	if (!app.record)
+		return 0;
+	/* Fails now rather than at the session; each session rewrites it. */
+	struct wav_writer *w = wav_writer_open(app.record, err, sizeof err);
+	if (!w || wav_writer_close(w) != 0) {
+		note("earshot %s: --record %s%s", sub, w ? app.record : err,
+		     w ? ": cannot write it" : "");
+		return EXIT_USAGE;
+	}
+	return 0;
+}
 
 /* Options that belong to one role only are refused elsewhere, so a typo
  * like `earshot counselor --topic grief` is not silently ignored. */
@@ -1087,7 +1339,7 @@ static int conn_check(const char *sub, int client_only, int counselor_only)
 static int conn_args_parse(int argc, char **argv)
 {
 	const char *sub = argv[0];
-	int c, client_only = 0, counselor_only = 0;
+	int c, client_only = 0, counselor_only = 0, mode_given = 0, voice_opts = 0, tone_given = 0;
 	app.url = DEFAULT_URL;
 	app.topic = "general";
 	app.mode = MODE_TEXT;
@@ -1102,6 +1354,7 @@ static int conn_args_parse(int argc, char **argv)
 		case O_TOPIC: app.topic = optarg; client_only = 1; break;
 		case O_MODE:
 			client_only = 1;
+			mode_given = 1;
 			if (!(app.mode = proto_mode_parse(optarg)))
 				return usage_fail(sub, "--mode must be text or voice, not '%s'", optarg);
 			break;
@@ -1109,12 +1362,28 @@ static int conn_args_parse(int argc, char **argv)
 		case O_AVAILABLE: app.go_available = 1; counselor_only = 1; break;
 		case O_CA: app.tls.ca_file = optarg; break;
 		case O_INSECURE: app.tls.insecure = 1; break;
+		case O_VOICE: app.voice_on = 1; break;
+		case O_WAV_IN: app.wav_in = optarg; voice_opts = 1; break;
+		case O_RECORD: app.record = optarg; voice_opts = 1; break;
+		case O_TONE:
+			voice_opts = tone_given = 1;
+			if (parse_positive(optarg, WAV_RATE / 2, &app.tone_hz) != 0)
+				return usage_fail(sub, "--tone must be a frequency above 0 and below %d Hz, "
+				                  "not '%s'", WAV_RATE / 2, optarg);
+			break;
+		case O_VOICE_SECONDS:
+			voice_opts = 1;
+			if (parse_positive(optarg, VOICE_SECONDS_MAX, &app.voice_seconds) != 0)
+				return usage_fail(sub, "--voice-seconds must be a number of seconds above 0, "
+				                  "not '%s'", optarg);
+			break;
 		default: return bad_option(sub, c, argv);
 		}
 	}
 	if (optind < argc)
 		return usage_fail(sub, "unexpected argument '%s'", argv[optind]);
-	return conn_check(sub, client_only, counselor_only);
+	int rc = conn_check(sub, client_only, counselor_only);
+	return rc ? rc : voice_check(sub, mode_given, voice_opts, tone_given);
 }
 
 int main(int argc, char **argv)

@@ -155,6 +155,16 @@ static void stats_fill(struct hub *h, struct proto_stats *s)
 	s->ratings_count = (uint32_t)h->ratings_count;
 	s->ratings_mean = h->ratings_count ? (double)h->ratings_sum / (double)h->ratings_count : 0;
 	s->uptime_s = (uint64_t)((now - h->started_ms) / 1000);
+	const struct metrics *mt = &h->metrics;
+	s->media_relayed = mt->media_relayed;
+	s->media_auth = mt->media_dropped[MD_AUTH];
+	s->media_replay = mt->media_dropped[MD_REPLAY];
+	s->media_not_opus = mt->media_dropped[MD_NOT_OPUS];
+	s->media_too_large = mt->media_dropped[MD_TOO_LARGE];
+	s->media_rate = mt->media_dropped[MD_RATE];
+	s->media_bad_rtp = mt->media_dropped[MD_BAD_RTP];
+	s->media_no_session = mt->media_dropped[MD_NO_SESSION];
+	s->media_slow_reader = mt->media_dropped[MD_SLOW_READER];
 }
 
 static void stats_push(struct hub *h, int force)
@@ -354,6 +364,7 @@ static const struct route {
 	{ PT_ACK, R_CLIENT | R_COUNSELOR, session_on_message },
 	{ PT_TYPING, R_CLIENT | R_COUNSELOR, session_on_message },
 	{ PT_END, R_CLIENT | R_COUNSELOR, session_on_message },
+	{ PT_MUTE, R_CLIENT | R_COUNSELOR, session_on_message },
 	{ PT_SUBSCRIBE, R_OPERATOR, on_subscribe },
 };
 
@@ -490,9 +501,25 @@ static void on_refused(void *user, enum ws_refusal why)
 	case WS_REFUSED_RATE:
 		hub_error(c, "rate_limited", "too many messages; slow down", PT_NONE);
 		break;
-	case WS_REFUSED_BINARY:
-		hub_error(c, "unsupported", "binary (media) frames are not supported yet", PT_NONE);
+	case WS_REFUSED_MEDIA_TOO_LARGE:
+		c->hub->metrics.media_dropped[MD_TOO_LARGE]++;
 		break;
+	}
+}
+
+/* Voice packets take no JSON and no error replies on their path; a binary
+ * frame outside a voice session is counted, and answered once a second. */
+static void on_binary(void *user, uint8_t *buf, size_t len)
+{
+	struct conn *c = user;
+	if (session_media(c, buf, len) == 0)
+		return;
+	c->hub->metrics.media_dropped[MD_NO_SESSION]++;
+	int64_t now = hub_now_ms();
+	if (now - c->media_err_ms >= 1000) {
+		c->media_err_ms = now;
+		hub_error(c, "wrong_state", "binary frames carry voice, in a voice session only",
+		          PT_NONE);
 	}
 }
 
@@ -583,19 +610,30 @@ static int on_http(void *ctx, const char *path, struct ws_http_reply *r)
 	return 0;
 }
 
-/* Connections that never said hello are closed. */
+/* Once a second: connections that never said hello are closed; voice
+ * sessions check for silence and report link quality, and operators see
+ * the media counters move. */
 static void house_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	(void)loop;
 	(void)revents;
 	struct hub *h = w->data;
-	int64_t limit = hub_now_ms() - (int64_t)h->cfg.auth_timeout * 1000;
+	int64_t now = hub_now_ms();
+	int64_t limit = now - (int64_t)h->cfg.auth_timeout * 1000;
 	struct list *it;
 	list_for_each(it, &h->conns) {
 		struct conn *c = list_entry(it, struct conn, link);
 		if (c->role == ROLE_NONE && c->ws && c->opened_ms < limit)
 			ws_close(c->ws, 1008, "no hello");
 	}
+	int voice = 0;
+	list_for_each(it, &h->sessions) {
+		struct session *s = list_entry(it, struct session, link);
+		session_media_tick(s, now);
+		voice |= s->voice;
+	}
+	if (voice)
+		hub_stats_changed(h);
 }
 
 /* ---- life cycle ---- */
@@ -645,8 +683,11 @@ struct hub *hub_new(struct ev_loop *loop, const struct config *cfg,
 		.max_queue = 256 * 1024,
 		.rate = cfg->msg_rate, .burst = cfg->msg_burst,
 		.ping_s = 30, .idle_s = 75,
+		.media_queue = (size_t)cfg->media_queue,
 	};
-	struct ws_handlers wh = { h, on_open, on_text, on_refused, on_closed, on_http };
+	struct ws_handlers wh = { .ctx = h, .open = on_open, .text = on_text,
+	                          .binary = on_binary, .refused = on_refused,
+	                          .closed = on_closed, .http = on_http };
 	h->ws = ws_server_new(loop, &wc, &wh, err, errlen);
 	if (!h->ws) {
 		ev_timer_stop(loop, &h->house_timer);

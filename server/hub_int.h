@@ -13,6 +13,7 @@
 #include "list.h"
 #include "matcher.h"
 #include "metrics.h"
+#include "relay.h"
 #include "slot.h"
 #include "ws.h"
 
@@ -39,6 +40,7 @@ struct conn {
 	uint32_t sent_pos, sent_wait, sent_online; /* last `queue` pushed */
 	char rate_for[PROTO_SUB_MAX + 1]; /* counselor a rating would go to */
 	int subscribed;
+	int64_t media_err_ms;          /* last wrong_state for a stray binary frame */
 };
 
 /* A counselor's feedback: an aggregate, never tied to a session or client. */
@@ -61,6 +63,8 @@ struct session {
 	struct slot slot;
 	ev_timer timer;
 	int64_t last_seq[2];           /* per sender: 0 client, 1 counselor */
+	int voice;                     /* relay is live */
+	struct relay relay;
 };
 
 struct hub {
@@ -100,5 +104,9 @@ void session_start(struct hub *h, struct conn *client, struct conn *counselor);
 void session_close(struct session *s, const char *reason, struct conn *gone);
 void session_on_message(struct conn *c, const struct proto_msg *m);
 void session_rate(struct conn *c, const struct proto_msg *m);
+/* A binary frame from a party; returns 0, or -1 if `c` is in no voice session. */
+int session_media(struct conn *c, uint8_t *buf, size_t len);
+/* About once a second: silence notices and link reports. */
+void session_media_tick(struct session *s, int64_t now);
 
 #endif

@@ -7,7 +7,7 @@
 
 const char *const metrics_error_codes[] = {
 	"bad_json", "bad_field", "unknown_type", "too_large", "rate_limited",
-	"unsupported", "not_authenticated", "already_authenticated",
+	"not_authenticated", "already_authenticated",
 	"auth_required", "token_malformed", "token_unsigned",
 	"token_bad_signature", "token_expired", "token_wrong_role",
 	"wrong_role", "wrong_state", "no_such_offer", "replaced",
@@ -17,6 +17,11 @@ const size_t metrics_error_count =
 	sizeof metrics_error_codes / sizeof metrics_error_codes[0];
 _Static_assert(sizeof metrics_error_codes / sizeof metrics_error_codes[0] <= METRICS_ERRORS_MAX,
                "struct metrics.errors is too small for the error code table");
+
+const char *const metrics_media_drop_names[MD_COUNT] = {
+	"auth", "replay", "bad_rtp", "not_opus", "too_large", "rate",
+	"no_session", "slow_reader",
+};
 
 int metrics_error_index(const char *code)
 {
@@ -96,5 +101,12 @@ long metrics_render(const struct metrics *m, const struct proto_stats *s,
 	for (size_t i = 0; i < metrics_error_count; i++)
 		put(&o, "earshot_errors_total{code=\"%s\"} %llu\n", metrics_error_codes[i],
 		    (unsigned long long)m->errors[i]);
+	counter(&o, "earshot_media_packets_relayed_total", "Voice packets relayed.",
+	        m->media_relayed);
+	put(&o, "# HELP earshot_media_packets_dropped_total Voice packets dropped, by reason.\n"
+	        "# TYPE earshot_media_packets_dropped_total counter\n");
+	for (int i = 0; i < MD_COUNT; i++)
+		put(&o, "earshot_media_packets_dropped_total{reason=\"%s\"} %llu\n",
+		    metrics_media_drop_names[i], (unsigned long long)m->media_dropped[i]);
 	return o.overflow ? -1 : (long)o.len;
 }

@@ -13,11 +13,21 @@
 extern const char *const metrics_error_codes[];
 extern const size_t metrics_error_count;
 
+/* Why a media packet was not relayed; the order of relay.h's drop verdicts,
+ * then the two the hub decides. Names as in stats.media.dropped_*. */
+enum metrics_media_drop {
+	MD_AUTH, MD_REPLAY, MD_BAD_RTP, MD_NOT_OPUS, MD_TOO_LARGE, MD_RATE,
+	MD_NO_SESSION, MD_SLOW_READER, MD_COUNT
+};
+extern const char *const metrics_media_drop_names[MD_COUNT];
+
 struct metrics {
 	uint64_t connections_total;
 	uint64_t messages_in;       /* text frames accepted from peers */
 	uint64_t chat_relayed;      /* chat messages relayed */
 	uint64_t errors[METRICS_ERRORS_MAX]; /* indexed like metrics_error_codes */
+	uint64_t media_relayed;
+	uint64_t media_dropped[MD_COUNT];
 };
 
 /* Count one error sent to a peer, by its wire code (unknown codes are

@@ -10,6 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void audio_notice(struct session *s, int side, const char *state);
+
+_Static_assert(sizeof(((struct proto_msg *)0)->tx_key) == sizeof(((struct relay_keys *)0)->tx),
+               "a base64 SRTP key fits the message field exactly");
+
 static struct conn *peer_of(const struct session *s, const struct conn *c)
 {
 	return c == s->client ? s->counselor : s->client;
@@ -66,6 +71,27 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	arm_timer(s);
 }
 
+/* Fresh keys for every direction of both legs. Without them the session
+ * goes on as text: better than no session for someone who waited. */
+static void start_voice(struct session *s, struct relay_keys keys[2])
+{
+	const struct config *cfg = &s->hub->cfg;
+	struct relay_limits lim = {
+		.max_packet = (size_t)cfg->media_max_packet,
+		.max_pps = cfg->media_max_pps,
+		.silence_ms = (int64_t)cfg->silence_timeout * 1000,
+		.report_ms = (int64_t)cfg->link_report * 1000,
+	};
+	enum media_profile p = MEDIA_GCM;
+	media_profile_parse(cfg->srtp_profile, &p);
+	if (relay_init(&s->relay, p, &lim, hub_now_ms(), keys) != 0) {
+		log_error("session %s: cannot set up SRTP; continuing as text", s->id);
+		s->mode = MODE_TEXT;
+		return;
+	}
+	s->voice = 1;
+}
+
 void session_start(struct hub *h, struct conn *client, struct conn *counselor)
 {
 	struct session *s = calloc(1, sizeof *s);
@@ -93,15 +119,26 @@ void session_start(struct hub *h, struct conn *client, struct conn *counselor)
 	s->timer.data = s;
 	arm_timer(s);
 
+	struct relay_keys keys[2];
+	if (s->mode == MODE_VOICE)
+		start_voice(s, keys);
 	struct proto_msg m = { .type = PT_SESSION_START, .mode = s->mode,
 	                       .slot_s = (uint32_t)h->cfg.slot_length,
 	                       .remaining_s = (uint32_t)h->cfg.slot_length };
 	snprintf(m.session_id, sizeof m.session_id, "%s", s->id);
 	snprintf(m.topic, sizeof m.topic, "%s", s->topic);
-	snprintf(m.name, sizeof m.name, "%s", counselor->ident.name);
-	hub_send(client, &m);
-	snprintf(m.name, sizeof m.name, "%s", client->ident.name);
-	hub_send(counselor, &m);
+	for (int side = 0; side < 2; side++) {
+		struct conn *to = side ? counselor : client;
+		snprintf(m.name, sizeof m.name, "%s", (side ? client : counselor)->ident.name);
+		if (s->voice) {
+			snprintf(m.srtp_profile, sizeof m.srtp_profile, "%s",
+			         media_profile_name(s->relay.profile));
+			memcpy(m.tx_key, keys[side].tx, sizeof m.tx_key);
+			memcpy(m.rx_key, keys[side].rx, sizeof m.rx_key);
+		}
+		hub_send(to, &m);
+	}
+	memset(keys, 0, sizeof keys);
 	log_info("session %s started: client %u, counselor %u, %s", s->id, client->id,
 	         counselor->id, proto_mode_name(s->mode));
 }
@@ -132,6 +169,8 @@ void session_close(struct session *s, const char *reason, struct conn *gone)
 		}
 	}
 	log_info("session %s closed: %s", s->id, reason);
+	if (s->voice)
+		relay_free(&s->relay);
 	list_del(&s->link);
 	h->nsessions--;
 	free(s);
@@ -185,6 +224,16 @@ void session_on_message(struct conn *c, const struct proto_msg *m)
 		hub_send(peer, &t);
 		break;
 	}
+	case PT_MUTE: {
+		if (!s->voice) {
+			hub_error(c, "wrong_state", "not a voice session", m->type);
+			break;
+		}
+		relay_mute(&s->relay, c == s->counselor, m->on, hub_now_ms());
+		struct proto_msg t = { .type = PT_PEER_MUTE, .on = m->on };
+		hub_send(peer, &t);
+		break;
+	}
 	default: /* PT_END */
 		session_close(s, c == s->client ? "ended_by_client" : "ended_by_counselor", NULL);
 		break;
@@ -232,4 +281,72 @@ void session_rate(struct conn *c, const struct proto_msg *m)
 	hub_send(c, &ok);
 	log_info("client %u rated a session", c->id);
 	hub_stats_changed(h);
+}
+
+int session_media(struct conn *c, uint8_t *frame, size_t len)
+{
+	struct session *s = c->session;
+	if (!s || !s->voice)
+		return -1;
+	struct metrics *mt = &s->hub->metrics;
+	int side = c == s->counselor;
+	uint8_t buf[MEDIA_PACKET_MAX + MEDIA_TRAILER_MAX];
+	if (len > MEDIA_PACKET_MAX) {
+		mt->media_dropped[MD_TOO_LARGE]++;
+		return 0;
+	}
+	memcpy(buf, frame, len);
+	int resumed;
+	enum relay_verdict v = relay_packet(&s->relay, side, buf, &len, hub_now_ms(), &resumed);
+	if (v != RELAY_FORWARD) {
+		/* metrics_media_drop lists the drops in relay_verdict's order. */
+		mt->media_dropped[v - RELAY_DROP_AUTH]++;
+		return 0;
+	}
+	struct conn *peer = peer_of(s, c);
+	int q = peer->ws ? ws_send_media(peer->ws, buf, len) : -1;
+	if (q == 1)
+		mt->media_dropped[MD_SLOW_READER]++;
+	if (q >= 0)
+		mt->media_relayed++;
+	if (resumed)
+		audio_notice(s, side, "flowing");
+	return 0;
+}
+
+/* `side` went silent or came back: the silent party hears "we can't hear
+ * you", the other "the other side's audio stopped". */
+static void audio_notice(struct session *s, int side, const char *state)
+{
+	struct proto_msg m = { .type = PT_AUDIO };
+	snprintf(m.audio, sizeof m.audio, "%s", state);
+	for (int to = 0; to < 2; to++) {
+		struct conn *c = to ? s->counselor : s->client;
+		snprintf(m.who, sizeof m.who, "%s", to == side ? "you" : "peer");
+		hub_send(c, &m);
+	}
+}
+
+void session_media_tick(struct session *s, int64_t now)
+{
+	if (!s->voice)
+		return;
+	int stopped[2], report;
+	struct quality_report rep[2];
+	relay_tick(&s->relay, now, stopped, &report, rep);
+	for (int side = 0; side < 2; side++)
+		if (stopped[side]) {
+			log_info("session %s: no audio from the %s", s->id, side ? "counselor" : "client");
+			audio_notice(s, side, "stopped");
+		}
+	if (!report)
+		return;
+	for (int side = 0; side < 2; side++) {
+		struct proto_msg m = { .type = PT_LINK,
+		                       .loss_pct = (uint32_t)(rep[side].loss_pct + 0.5),
+		                       .jitter_ms = (uint32_t)(rep[side].jitter_ms + 0.5) };
+		snprintf(m.link_you, sizeof m.link_you, "%s", quality_grade_name(rep[side].grade));
+		snprintf(m.link_peer, sizeof m.link_peer, "%s", quality_grade_name(rep[!side].grade));
+		hub_send(side ? s->counselor : s->client, &m);
+	}
 }

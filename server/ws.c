@@ -32,6 +32,11 @@ struct ws_conn {
 	void *user;
 	struct outmsg *qhead, *qtail;
 	size_t qbytes;
+	/* Audio ring: allocated on the first audio frame, then no allocation
+	 * per packet. Slot i holds LWS_PRE + WS_MEDIA_MAX bytes. */
+	uint8_t *mring;
+	uint16_t *mlen;
+	size_t mhead, mcount;
 	char *rx;                       /* message being assembled */
 	size_t rxlen, rxtotal;
 	int rx_discard;
@@ -73,6 +78,38 @@ static void queue_free(struct ws_conn *c)
 	}
 	c->qtail = NULL;
 	c->qbytes = 0;
+}
+
+#define MSLOT (LWS_PRE + WS_MEDIA_MAX)
+
+int ws_send_media(struct ws_conn *c, const uint8_t *buf, size_t len)
+{
+	size_t n = c->srv->cfg.media_queue;
+	if (c->closing || len > WS_MEDIA_MAX || n == 0)
+		return -1;
+	if (!c->mring) {
+		c->mring = malloc(n * MSLOT);
+		c->mlen = malloc(n * sizeof *c->mlen);
+		if (!c->mring || !c->mlen) {
+			free(c->mring);
+			free(c->mlen);
+			c->mring = NULL;
+			c->mlen = NULL;
+			return -1;
+		}
+	}
+	int dropped = 0;
+	if (c->mcount == n) {
+		c->mhead = (c->mhead + 1) % n;
+		c->mcount--;
+		dropped = 1;
+	}
+	size_t slot = (c->mhead + c->mcount) % n;
+	memcpy(c->mring + slot * MSLOT + LWS_PRE, buf, len);
+	c->mlen[slot] = (uint16_t)len;
+	c->mcount++;
+	lws_callback_on_writable(c->wsi);
+	return dropped;
 }
 
 int ws_send(struct ws_conn *c, const char *buf, size_t len)
@@ -176,9 +213,12 @@ static void on_receive(struct ws_conn *c, const void *in, size_t len)
 	}
 	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
 		return;
-	if (lws_frame_is_binary(wsi))
-		refuse(c, WS_REFUSED_BINARY);
-	else if (c->rx_discard)
+	if (lws_frame_is_binary(wsi)) {
+		if (c->rx_discard)
+			s->h.refused(c->user, WS_REFUSED_MEDIA_TOO_LARGE);
+		else
+			s->h.binary(c->user, (uint8_t *)c->rx, c->rxlen);
+	} else if (c->rx_discard)
 		refuse(c, WS_REFUSED_TOO_LARGE);
 	else if (!rate_take(c))
 		refuse(c, WS_REFUSED_RATE);
@@ -186,7 +226,8 @@ static void on_receive(struct ws_conn *c, const void *in, size_t len)
 		s->h.text(c->user, c->rx, c->rxlen);
 }
 
-/* One lws_write per WRITEABLE: a ping, a queued message, or the close. */
+/* One lws_write per WRITEABLE: a ping, a queued message, queued audio, or
+ * the close. Text and control go before audio and are never dropped. */
 static int on_writeable(struct ws_conn *c)
 {
 	struct lws *wsi = c->wsi;
@@ -209,12 +250,19 @@ static int on_writeable(struct ws_conn *c)
 		free(m);
 		if (n < 0)
 			return -1;
+	} else if (c->mcount) {
+		uint8_t *slot = c->mring + c->mhead * MSLOT;
+		size_t len = c->mlen[c->mhead];
+		c->mhead = (c->mhead + 1) % c->srv->cfg.media_queue;
+		c->mcount--;
+		if (lws_write(wsi, slot + LWS_PRE, len, LWS_WRITE_BINARY) < 0)
+			return -1;
 	} else if (c->closing) {
 		lws_close_reason(wsi, (enum lws_close_status)c->close_code,
 		                 (unsigned char *)c->close_reason, strlen(c->close_reason));
 		return -1;
 	}
-	if (c->qhead || c->closing || c->want_ping)
+	if (c->qhead || c->mcount || c->closing || c->want_ping)
 		lws_callback_on_writable(wsi);
 	return 0;
 }
@@ -244,6 +292,8 @@ static void conn_free(struct ws_conn *c)
 	list_del(&c->link);
 	c->srv->nconns--;
 	queue_free(c);
+	free(c->mring);
+	free(c->mlen);
 	free(c->rx);
 	free(c);
 }

@@ -21,8 +21,11 @@ struct ws_server;
 enum ws_refusal {
 	WS_REFUSED_TOO_LARGE,   /* a text frame over max_message: discarded */
 	WS_REFUSED_RATE,        /* over the message rate: dropped */
-	WS_REFUSED_BINARY,      /* binary frames are not accepted yet */
+	WS_REFUSED_MEDIA_TOO_LARGE, /* a binary frame over max_message: discarded */
 };
+
+/* The largest binary (media) frame the audio queue holds. */
+#define WS_MEDIA_MAX 1536
 
 struct ws_http_reply {
 	int status;             /* 200 */
@@ -37,6 +40,9 @@ struct ws_handlers {
 	void *(*open)(void *ctx, struct ws_conn *c);
 	/* One whole text message within the bounds. `buf` lives for the call. */
 	void (*text)(void *user, const char *buf, size_t len);
+	/* One whole binary (media) frame. Not rate limited here: media has its
+	 * own bounds. `buf` may be modified in place; it lives for the call. */
+	void (*binary)(void *user, uint8_t *buf, size_t len);
 	/* A message was refused by the transport's bounds. */
 	void (*refused)(void *user, enum ws_refusal why);
 	/* The connection is gone (by either side). */
@@ -53,6 +59,7 @@ struct ws_config {
 	size_t max_queue;       /* bytes queued to one peer before it is closed */
 	double rate, burst;     /* messages per second, bucket size */
 	double ping_s, idle_s;  /* ping interval, close after this much silence */
+	size_t media_queue;     /* audio frames held for a slow reader */
 };
 
 struct ws_server *ws_server_new(struct ev_loop *loop, const struct ws_config *cfg,
@@ -69,6 +76,11 @@ void ws_server_free(struct ws_server *s);
 /* Queue a text message (copied). Returns 0, or -1 when the connection is
  * closing or its queue bound is exceeded (then it is being closed). */
 int ws_send(struct ws_conn *c, const char *buf, size_t len);
+/* Queue an audio frame (copied, at most WS_MEDIA_MAX bytes) behind any
+ * text. Returns 0; 1 when the queue was full and its oldest frame was
+ * dropped to make room (a slow reader loses stale audio, not memory);
+ * -1 when it was not queued (closing, too large, out of memory). */
+int ws_send_media(struct ws_conn *c, const uint8_t *buf, size_t len);
 /* Close after what is queued has been sent (bounded in time). */
 void ws_close(struct ws_conn *c, int code, const char *reason);
 /* "127.0.0.1" style peer address, for logs. */

@@ -24,10 +24,17 @@ struct node {
 	struct proto_msg m;
 };
 
+/* Binary frames wait in a small ring; the oldest are overwritten. */
+#define H_BIN_SLOTS 512
+#define H_BIN_MAX 2048
+
 struct h_peer {
 	struct esc_conn *c;
 	char name[32];
 	struct node *head, *tail, *current;
+	uint8_t (*bin)[H_BIN_MAX];
+	uint16_t binlen[H_BIN_SLOTS];
+	size_t binhead, bincount;
 	int open, closed, close_code;
 };
 
@@ -258,6 +265,42 @@ static void on_message(struct esc_conn *c, const struct proto_msg *m, const char
 	p->tail = n;
 }
 
+static void on_binary(struct esc_conn *c, const uint8_t *buf, size_t len, void *ud)
+{
+	(void)c;
+	struct h_peer *p = ud;
+	if (len > H_BIN_MAX)
+		return;
+	if (!p->bin && !(p->bin = malloc(H_BIN_SLOTS * sizeof *p->bin)))
+		abort();
+	if (p->bincount == H_BIN_SLOTS) {
+		p->binhead = (p->binhead + 1) % H_BIN_SLOTS;
+		p->bincount--;
+	}
+	size_t slot = (p->binhead + p->bincount++) % H_BIN_SLOTS;
+	memcpy(p->bin[slot], buf, len);
+	p->binlen[slot] = (uint16_t)len;
+}
+
+long h_wait_binary(struct h_peer *p, uint8_t *buf, size_t cap, int timeout_ms)
+{
+	int64_t end = now_ms() + timeout_ms;
+	while (p->bincount == 0) {
+		if (p->closed || now_ms() >= end)
+			return -1;
+		pump_once(end - now_ms());
+	}
+	size_t len = p->binlen[p->binhead];
+	if (len > cap)
+		len = cap;
+	memcpy(buf, p->bin[p->binhead], len);
+	p->binhead = (p->binhead + 1) % H_BIN_SLOTS;
+	p->bincount--;
+	return (long)len;
+}
+
+int h_binary_pending(struct h_peer *p) { return (int)p->bincount; }
+
 static void on_closed(struct esc_conn *c, int code, const char *why, void *ud)
 {
 	(void)c;
@@ -268,7 +311,7 @@ static void on_closed(struct esc_conn *c, int code, const char *why, void *ud)
 }
 
 static const struct esc_handlers handlers = { .open = on_open, .message = on_message,
-	                                              .closed = on_closed };
+	                                              .binary = on_binary, .closed = on_closed };
 
 struct h_peer *h_connect(const struct h_server *s, const char *name)
 {
@@ -330,6 +373,7 @@ void h_peer_free(struct h_peer *p)
 		return;
 	esc_conn_free(p->c);
 	drop_inbox(p);
+	free(p->bin);
 	free(p);
 }
 

@@ -5,6 +5,7 @@
 #define EARSHOT_HARNESS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include "../../proto/proto.h"
 
@@ -50,6 +51,11 @@ int h_send_raw(struct h_peer *p, const void *buf, size_t len, int binary);
 const struct proto_msg *h_wait(struct h_peer *p, enum proto_type type, int timeout_ms);
 /* Wait for an `error` and return its code ("" on timeout). */
 const char *h_wait_error(struct h_peer *p, int timeout_ms);
+/* The next binary frame, copied into `buf` (capacity `cap`); its length,
+ * or -1 on timeout. */
+long h_wait_binary(struct h_peer *p, uint8_t *buf, size_t cap, int timeout_ms);
+/* Binary frames received and not yet taken. */
+int h_binary_pending(struct h_peer *p);
 /* Wait until the server closed the connection; returns the close code
  * (0 for none) or -1 on timeout. */
 int h_wait_closed(struct h_peer *p, int timeout_ms);

@@ -141,9 +141,9 @@ static void test_sizes(void **state)
 	memcpy(buf + n + 4001, "\"}", 3);
 	h_send_json(p, buf);
 	assert_string_equal(h_wait_error(p, T), "too_large");
-	/* Binary frames are for media, later. */
+	/* Binary frames carry voice, only in a voice session. */
 	h_send_raw(p, "\x80\x00\x01\x02", 4, 1);
-	assert_string_equal(h_wait_error(p, T), "unsupported");
+	assert_string_equal(h_wait_error(p, T), "wrong_state");
 	h_send_json(p, "{\"type\":\"cancel\"}");
 	assert_string_equal(h_wait_error(p, T), "wrong_state");
 	/* Far past the bound (64x) the connection is closed with 1009. */
