@@ -116,14 +116,27 @@ $(B)/fuzz/replay_proto: tests/fuzz/fuzz_proto.c tests/fuzz/replay.c $(B)/libcore
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ tests/fuzz/fuzz_proto.c tests/fuzz/replay.c $(B)/libcore.a $(LDLIBS)
 
+$(B)/fuzz/fuzz_media: tests/fuzz/fuzz_media.c proto/rtp.c proto/media.c proto/rtp.h proto/media.h
+	@mkdir -p $(dir $@)
+	clang -g -O1 -std=c11 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined \
+	    -o $@ tests/fuzz/fuzz_media.c proto/rtp.c proto/media.c \
+	    $(shell pkg-config --cflags --libs libsrtp2 opus openssl)
+$(B)/fuzz/replay_media: tests/fuzz/fuzz_media.c tests/fuzz/replay.c $(B)/libcore.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ tests/fuzz/fuzz_media.c tests/fuzz/replay.c $(B)/libcore.a $(LDLIBS)
+
+# Each target runs FUZZ_SECONDS; new crashing inputs land in its crashes dir.
 fuzz: test-deps
-	@$(MAKE) --no-print-directory $(B)/fuzz/fuzz_proto
-	@mkdir -p $(B)/fuzz/new-corpus
+	@$(MAKE) --no-print-directory $(B)/fuzz/fuzz_proto $(B)/fuzz/fuzz_media
+	@mkdir -p $(B)/fuzz/new-corpus $(B)/fuzz/new-media-corpus tests/fuzz/media_crashes
 	$(B)/fuzz/fuzz_proto -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
 	    -artifact_prefix=tests/fuzz/crashes/ $(B)/fuzz/new-corpus tests/fuzz/corpus
+	$(B)/fuzz/fuzz_media -max_total_time=$(FUZZ_SECONDS) -max_len=2048 \
+	    -artifact_prefix=tests/fuzz/media_crashes/ $(B)/fuzz/new-media-corpus tests/fuzz/media_corpus
 
-fuzz-replay: $(B)/fuzz/replay_proto
+fuzz-replay: $(B)/fuzz/replay_proto $(B)/fuzz/replay_media
 	$(B)/fuzz/replay_proto tests/fuzz/corpus tests/fuzz/crashes
+	$(B)/fuzz/replay_media tests/fuzz/media_corpus tests/fuzz/media_crashes
 
 clean:
 	rm -rf build build-san

@@ -7,9 +7,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One SSRC per context. libsrtp's "any SSRC" policy adds a stream for
+ * every new SSRC it authenticates and finds streams by walking a list: a
+ * party holding its own key could grow that list without bound (measured:
+ * 3.2 ms per packet after 100k SSRCs). A legitimate party keeps one SSRC
+ * per key, and gets new keys (a new context) after any resume. */
 struct media_ctx {
 	srtp_t srtp;
+	uint32_t ssrc;
+	int pinned;
 };
+
+static uint32_t packet_ssrc(const uint8_t *buf)
+{
+	return (uint32_t)buf[8] << 24 | (uint32_t)buf[9] << 16 | (uint32_t)buf[10] << 8 | buf[11];
+}
+
+static int ssrc_allowed(const struct media_ctx *c, const uint8_t *buf)
+{
+	return !c->pinned || packet_ssrc(buf) == c->ssrc;
+}
+
+static void ssrc_pin(struct media_ctx *c, const uint8_t *buf)
+{
+	c->ssrc = packet_ssrc(buf);
+	c->pinned = 1;
+}
 
 static const char *const profile_names[] = {
 	[MEDIA_GCM] = "aead_aes_128_gcm",
@@ -69,6 +92,12 @@ int media_key_decode(enum media_profile p, const char *b64, uint8_t *key)
 	size_t pad = (b64[enc - 1] == '=') + (b64[enc - 2] == '=');
 	if (n < 0 || (size_t)n - pad != want)
 		return -1;
+	/* OpenSSL's decoder takes '=' inside the text as zero bits and ignores
+	 * stray low bits: accept only the one canonical spelling. */
+	char again[MEDIA_KEY_B64_MAX];
+	EVP_EncodeBlock((unsigned char *)again, buf, (int)want);
+	if (strcmp(again, b64) != 0)
+		return -1;
 	memcpy(key, buf, want);
 	return 0;
 }
@@ -121,22 +150,26 @@ static enum media_status status_of(srtp_err_status_t st)
 
 enum media_status media_protect(struct media_ctx *c, uint8_t *buf, size_t *len)
 {
-	if (*len < 12 || *len > MEDIA_PACKET_MAX - MEDIA_TRAILER_MAX)
+	if (*len < 12 || *len > MEDIA_PACKET_MAX - MEDIA_TRAILER_MAX || !ssrc_allowed(c, buf))
 		return MEDIA_BAD;
 	int n = (int)*len;
 	enum media_status st = status_of(srtp_protect(c->srtp, buf, &n));
-	if (st == MEDIA_OK)
+	if (st == MEDIA_OK) {
+		ssrc_pin(c, buf);
 		*len = (size_t)n;
+	}
 	return st;
 }
 
 enum media_status media_unprotect(struct media_ctx *c, uint8_t *buf, size_t *len)
 {
-	if (*len < 12 || *len > MEDIA_PACKET_MAX)
+	if (*len < 12 || *len > MEDIA_PACKET_MAX || !ssrc_allowed(c, buf))
 		return MEDIA_BAD;
 	int n = (int)*len;
 	enum media_status st = status_of(srtp_unprotect(c->srtp, buf, &n));
-	if (st == MEDIA_OK)
+	if (st == MEDIA_OK) {
+		ssrc_pin(c, buf);
 		*len = (size_t)n;
+	}
 	return st;
 }

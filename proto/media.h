@@ -5,7 +5,9 @@
  * Keys are master key || master salt: 28 bytes for AEAD_AES_128_GCM
  * (RFC 7714), 30 for AES_CM_128_HMAC_SHA1_80 (RFC 3711). A context is
  * bound to one key and one direction; never reuse a key for a second
- * context (a sender must never repeat (key, SSRC, ROC, SEQ)). */
+ * context (a sender must never repeat (key, SSRC, ROC, SEQ)). A context
+ * takes one SSRC: the first packet it protects or unprotects pins it, and
+ * packets with any other SSRC are refused (MEDIA_BAD). */
 #ifndef EARSHOT_MEDIA_H
 #define EARSHOT_MEDIA_H
 

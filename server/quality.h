@@ -41,7 +41,8 @@ void quality_packet(struct quality *q, uint16_t seq, uint32_t rtp_ts, uint32_t b
                     int64_t arrival_ms, uint32_t clock_hz);
 /* Packets expected so far (highest extended seq - first + 1); 0 before any. */
 uint64_t quality_expected(const struct quality *q);
-/* Loss and jitter since the previous report, graded: good when loss < 2%
+/* Loss and jitter since the previous report (jitter_ms assumes the 48 kHz
+ * Opus clock), graded: good when loss < 2%
  * and jitter < 30 ms, poor when loss >= 10% or jitter >= 80 ms, else fair.
  * An interval with no packet expected is graded poor with loss 100%.
  * Starts the next interval. */

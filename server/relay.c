@@ -97,6 +97,10 @@ enum relay_verdict relay_packet(struct relay *r, int side, uint8_t *buf, size_t 
 		return RELAY_DROP_TOO_LARGE;
 	if (!rate_ok(r, from, now))
 		return RELAY_DROP_RATE;
+	/* The RTP header travels in the clear: junk is told apart from a
+	 * forgery before any crypto runs. */
+	if (*len < RTP_HEADER_MIN || buf[0] >> 6 != 2 || (buf[1] & 0x7f) != RTP_PT_OPUS)
+		return RELAY_DROP_BAD_RTP;
 	switch (media_unprotect(from->in, buf, len)) {
 	case MEDIA_OK: break;
 	case MEDIA_REPLAY: return RELAY_DROP_REPLAY;
@@ -104,7 +108,7 @@ enum relay_verdict relay_packet(struct relay *r, int side, uint8_t *buf, size_t 
 	default: return RELAY_DROP_BAD_RTP;
 	}
 	struct rtp_header h;
-	if (rtp_parse(buf, *len, &h) != RTP_OK || h.payload_type != RTP_PT_OPUS)
+	if (rtp_parse(buf, *len, &h) != RTP_OK)
 		return RELAY_DROP_BAD_RTP;
 	if (!opus_ok(buf + h.header_len, h.payload_len))
 		return RELAY_DROP_NOT_OPUS;
