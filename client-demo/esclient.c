@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define ESC_RX_MAX (256 * 1024)
 
@@ -333,6 +334,17 @@ void esc_close(struct esc_conn *c)
 	c->closing = 1;
 	if (c->open)
 		lws_callback_on_writable(c->wsi);
+}
+
+void esc_pause(struct esc_conn *c, int paused, int rcvbuf)
+{
+	if (!c->wsi)
+		return;
+	if (rcvbuf > 0) {
+		int fd = (int)lws_get_socket_fd(c->wsi);
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+	}
+	lws_rx_flow_control(c->wsi, !paused);
 }
 
 int esc_is_open(const struct esc_conn *c) { return c->open && !c->closed; }

@@ -58,6 +58,10 @@ int esc_send(struct esc_conn *c, const struct proto_msg *m);
 int esc_send_raw(struct esc_conn *c, const void *buf, size_t len, int binary);
 /* Start a normal close (1000). */
 void esc_close(struct esc_conn *c);
+/* Stop (1) or resume (0) reading from the server, as a peer on a choked
+ * network would; `rcvbuf` > 0 also shrinks the socket's receive buffer so
+ * the server notices soon. For tests of slow readers. */
+void esc_pause(struct esc_conn *c, int paused, int rcvbuf);
 int esc_is_open(const struct esc_conn *c);
 int esc_is_closed(const struct esc_conn *c);
 

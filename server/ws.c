@@ -12,12 +12,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* Frames far past the bound are not worth draining: close instead. */
 #define WS_OVERSIZE_CLOSE_FACTOR 64
 #define WS_CLOSE_GRACE_S 5.0
 #define WS_FLOOD_CLOSE_S 5.0
 #define WS_SWEEP_S 1.0
+/* The kernel's send buffer per connection. Autotuned, loopback and LAN
+ * buffers grow to megabytes: minutes of voice queued in the kernel, out of
+ * reach of the drop-oldest audio ring. 64 KiB (the kernel doubles it) is
+ * seconds of audio and ample for control and chat. */
+#define WS_SNDBUF (64 * 1024)
 
 struct outmsg {
 	struct outmsg *next;
@@ -282,6 +288,8 @@ static struct ws_conn *conn_new(struct ws_server *s, struct lws *wsi)
 	c->tokens = s->cfg.burst;
 	c->refill_at = c->last_rx = c->last_ping = now_s(s);
 	lws_get_peer_simple(wsi, c->peer, sizeof c->peer);
+	int sndbuf = WS_SNDBUF;
+	setsockopt((int)lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
 	list_add_tail(&s->conns, &c->link);
 	s->nconns++;
 	return c;

@@ -301,6 +301,8 @@ long h_wait_binary(struct h_peer *p, uint8_t *buf, size_t cap, int timeout_ms)
 
 int h_binary_pending(struct h_peer *p) { return (int)p->bincount; }
 
+void h_pause(struct h_peer *p, int paused, int rcvbuf) { esc_pause(p->c, paused, rcvbuf); }
+
 static void on_closed(struct esc_conn *c, int code, const char *why, void *ud)
 {
 	(void)c;

@@ -56,6 +56,8 @@ const char *h_wait_error(struct h_peer *p, int timeout_ms);
 long h_wait_binary(struct h_peer *p, uint8_t *buf, size_t cap, int timeout_ms);
 /* Binary frames received and not yet taken. */
 int h_binary_pending(struct h_peer *p);
+/* Stop or resume reading (see esc_pause). */
+void h_pause(struct h_peer *p, int paused, int rcvbuf);
 /* Wait until the server closed the connection; returns the close code
  * (0 for none) or -1 on timeout. */
 int h_wait_closed(struct h_peer *p, int timeout_ms);

@@ -246,6 +246,51 @@ static void test_flood(void **state)
 	receive(&co, 5);
 }
 
+/* The counselor stops reading: audio for them queues at the server only
+ * up to media-queue packets, the oldest dropped first, while chat sent
+ * meanwhile is all delivered, in order, once they read again. */
+static void test_slow_reader(void **state)
+{
+	(void)state;
+	unsigned long long slow0 = stat("dropped_slow_reader");
+	while (h_binary_pending(co.p))
+		receive(&co, 1);
+	h_pause(co.p, 1, 4096);
+	char json[96];
+	/* Full-size frames (a code-0 Opus packet of 1100 bytes) fill the
+	 * socket buffers between us within seconds, not minutes. */
+	uint8_t big[1100], buf[MEDIA_PACKET_MAX];
+	memset(big, 0x5a, sizeof big);
+	big[0] = 0x78;
+	for (int round = 0; round < 200 && stat("dropped_slow_reader") == slow0; round++) {
+		for (int i = 0; i < 9; i++) {  /* 90 a second, under the limit */
+			size_t n = packet(&cl, cl.tx, RTP_PT_OPUS, big, sizeof big, buf);
+			h_send_raw(cl.p, buf, n, 1);
+		}
+		snprintf(json, sizeof json, "{\"type\":\"msg\",\"id\":%d,\"text\":\"t%d\"}",
+		         100 + round, round);
+		h_send_json(cl.p, json);
+		h_pump(100);
+	}
+	unsigned long long slow = stat("dropped_slow_reader") - slow0;
+	assert_true(slow > 0);
+	h_pause(co.p, 0, 0);
+	/* Every chat line arrives, in order, none lost to the audio. */
+	int seen = 0;
+	const struct proto_msg *m;
+	while ((m = h_wait(co.p, PT_MSG, 3000)) != NULL) {
+		snprintf(json, sizeof json, "t%d", seen);
+		assert_string_equal(m->text, json);
+		seen++;
+	}
+	assert_true(seen > 0);
+	/* Drop what survived; the next test starts from an empty queue. */
+	h_pump(300);
+	uint8_t sink[MEDIA_PACKET_MAX];
+	while (h_binary_pending(co.p))
+		h_wait_binary(co.p, sink, sizeof sink, 0);
+}
+
 static int audio_is(const struct proto_msg *m, const char *who, const char *state)
 {
 	return strcmp(m->who, who) == 0 && strcmp(m->audio, state) == 0;
@@ -299,6 +344,7 @@ int main(void)
 		cmocka_unit_test(test_honest_both_ways),
 		cmocka_unit_test(test_attacks_dropped_and_counted),
 		cmocka_unit_test(test_flood),
+		cmocka_unit_test(test_slow_reader),
 		cmocka_unit_test(test_silence_mute_link),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
