@@ -9,6 +9,7 @@
 #include "esclient.h"
 #include "voice.h"
 #include "wav.h"
+#include "../proto/media.h"
 #include "../proto/proto.h"
 #include "../server/auth.h"
 #include "../server/config.h"
@@ -1295,6 +1296,11 @@ static int voice_check(const char *sub, int mode_given, int voice_opts, int tone
 		return usage_fail(sub, "--wav-in and --tone are two sources: give one");
 	if (app.role == ROLE_CLIENT)
 		app.mode = MODE_VOICE;
+	/* libsrtp's start-up self-tests take tens of ms: not at session start. */
+	if (media_global_init() != 0) {
+		note("earshot %s: cannot initialise SRTP", sub);
+		return EXIT_FAIL;
+	}
 	if (!tone_given)
 		app.tone_hz = app.role == ROLE_CLIENT ? TONE_CLIENT_HZ : TONE_COUNSELOR_HZ;
 	if (app.wav_in && wav_read_mono(app.wav_in, &app.pcm, &app.pcm_len, err, sizeof err) != 0) {

@@ -10,6 +10,10 @@
 #include <sys/socket.h>
 
 #define ESC_RX_MAX (256 * 1024)
+/* Binary (audio) frames waiting to go out: 1 s of 20 ms frames. A stalled
+ * uplink loses its oldest audio instead of growing memory; text frames
+ * are never dropped. */
+#define ESC_BIN_QUEUE_MAX 50
 
 struct frame {
 	struct frame *next;
@@ -25,6 +29,8 @@ struct esc_conn {
 	struct esc_handlers h;
 	void *ud;
 	struct frame *qhead, *qtail;
+	size_t qbinary;         /* binary frames in the queue */
+	unsigned long bin_dropped;
 	char *rx;
 	size_t rxlen;
 	int rx_over;
@@ -40,6 +46,26 @@ struct esc_ctx {
 	int insecure;
 };
 
+/* Unlink and free the oldest binary frame in the queue. */
+static void drop_oldest_binary(struct esc_conn *c)
+{
+	struct frame *prev = NULL;
+	for (struct frame *f = c->qhead; f; prev = f, f = f->next) {
+		if (!f->binary)
+			continue;
+		if (prev)
+			prev->next = f->next;
+		else
+			c->qhead = f->next;
+		if (c->qtail == f)
+			c->qtail = prev;
+		c->qbinary--;
+		c->bin_dropped++;
+		free(f);
+		return;
+	}
+}
+
 static void queue_clear(struct esc_conn *c)
 {
 	while (c->qhead) {
@@ -48,6 +74,7 @@ static void queue_clear(struct esc_conn *c)
 		free(f);
 	}
 	c->qtail = NULL;
+	c->qbinary = 0;
 }
 
 static void conn_release(struct esc_conn *c)
@@ -114,6 +141,8 @@ static int on_writeable(struct esc_conn *c)
 		c->qhead = f->next;
 		if (!c->qhead)
 			c->qtail = NULL;
+		if (f->binary)
+			c->qbinary--;
 		int n = lws_write(c->wsi, f->data + LWS_PRE, f->len,
 		                  f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
 		free(f);
@@ -301,6 +330,8 @@ int esc_send_raw(struct esc_conn *c, const void *buf, size_t len, int binary)
 {
 	if (c->closed || c->closing)
 		return -1;
+	if (binary && c->qbinary >= ESC_BIN_QUEUE_MAX)
+		drop_oldest_binary(c);
 	struct frame *f = malloc(sizeof *f + LWS_PRE + len);
 	if (!f)
 		return -1;
@@ -308,6 +339,7 @@ int esc_send_raw(struct esc_conn *c, const void *buf, size_t len, int binary)
 	f->len = len;
 	f->binary = binary;
 	memcpy(f->data + LWS_PRE, buf, len);
+	c->qbinary += binary ? 1 : 0;
 	if (c->qtail)
 		c->qtail->next = f;
 	else
@@ -346,6 +378,8 @@ void esc_pause(struct esc_conn *c, int paused, int rcvbuf)
 	}
 	lws_rx_flow_control(c->wsi, !paused);
 }
+
+unsigned long esc_binary_dropped(const struct esc_conn *c) { return c->bin_dropped; }
 
 int esc_is_open(const struct esc_conn *c) { return c->open && !c->closed; }
 

@@ -54,7 +54,9 @@ void esc_conn_free(struct esc_conn *c);
 
 /* Encode and queue a message. 0, or -1 (invalid message, or closed). */
 int esc_send(struct esc_conn *c, const struct proto_msg *m);
-/* Queue one raw text (binary = 0) or binary frame. */
+/* Queue one raw text (binary = 0) or binary frame. At most 50 binary
+ * frames wait (1 s of audio): beyond that the oldest is dropped and
+ * counted (esc_binary_dropped); text frames are never dropped. */
 int esc_send_raw(struct esc_conn *c, const void *buf, size_t len, int binary);
 /* Start a normal close (1000). */
 void esc_close(struct esc_conn *c);
@@ -62,6 +64,7 @@ void esc_close(struct esc_conn *c);
  * network would; `rcvbuf` > 0 also shrinks the socket's receive buffer so
  * the server notices soon. For tests of slow readers. */
 void esc_pause(struct esc_conn *c, int paused, int rcvbuf);
+unsigned long esc_binary_dropped(const struct esc_conn *c);
 int esc_is_open(const struct esc_conn *c);
 int esc_is_closed(const struct esc_conn *c);
 
