@@ -10,10 +10,10 @@
 #include <sys/socket.h>
 
 #define ESC_RX_MAX (256 * 1024)
-/* Binary (audio) frames waiting to go out: 1 s of 20 ms frames. A stalled
- * uplink loses its oldest audio instead of growing memory; text frames
- * are never dropped. */
-#define ESC_BIN_QUEUE_MAX 50
+/* Binary (audio) frames waiting to go out, by default: 1 s of 20 ms
+ * frames. A stalled uplink loses its oldest audio instead of growing
+ * memory; text frames are never dropped. */
+#define ESC_BIN_QUEUE_DEFAULT 50
 
 struct frame {
 	struct frame *next;
@@ -44,6 +44,7 @@ struct esc_ctx {
 	struct lws_context *ctx;
 	struct list conns;
 	int insecure;
+	size_t binary_queue;
 };
 
 /* Unlink and free the oldest binary frame in the queue. */
@@ -233,6 +234,7 @@ struct esc_ctx *esc_ctx_new(struct ev_loop *loop, const struct esc_options *opt,
 		return NULL;
 	}
 	x->insecure = opt && opt->insecure;
+	x->binary_queue = opt && opt->binary_queue ? opt->binary_queue : ESC_BIN_QUEUE_DEFAULT;
 	return x;
 }
 
@@ -330,7 +332,7 @@ int esc_send_raw(struct esc_conn *c, const void *buf, size_t len, int binary)
 {
 	if (c->closed || c->closing)
 		return -1;
-	if (binary && c->qbinary >= ESC_BIN_QUEUE_MAX)
+	if (binary && c->qbinary >= c->x->binary_queue)
 		drop_oldest_binary(c);
 	struct frame *f = malloc(sizeof *f + LWS_PRE + len);
 	if (!f)

@@ -38,6 +38,7 @@ struct esc_handlers {
 struct esc_options {
 	const char *ca_file;     /* TLS: trust this CA file; NULL: system store */
 	int insecure;            /* TLS: accept self-signed / other host names */
+	size_t binary_queue;     /* binary frames that may wait; 0: 50 (1 s of audio) */
 };
 
 struct esc_ctx *esc_ctx_new(struct ev_loop *loop, const struct esc_options *opt,
@@ -54,9 +55,9 @@ void esc_conn_free(struct esc_conn *c);
 
 /* Encode and queue a message. 0, or -1 (invalid message, or closed). */
 int esc_send(struct esc_conn *c, const struct proto_msg *m);
-/* Queue one raw text (binary = 0) or binary frame. At most 50 binary
- * frames wait (1 s of audio): beyond that the oldest is dropped and
- * counted (esc_binary_dropped); text frames are never dropped. */
+/* Queue one raw text (binary = 0) or binary frame. At most
+ * esc_options.binary_queue binary frames wait: beyond that the oldest is
+ * dropped and counted (esc_binary_dropped); text frames are never dropped. */
 int esc_send_raw(struct esc_conn *c, const void *buf, size_t len, int binary);
 /* Start a normal close (1000). */
 void esc_close(struct esc_conn *c);
