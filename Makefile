@@ -31,6 +31,7 @@ CORE_SRC := proto/proto.c proto/rtp.c proto/media.c server/log.c server/config.c
 SERVER_SRC := server/ws.c server/relay.c server/hub.c server/session.c server/main.c
 CLIENT_LIB_SRC := client-demo/esclient.c client-demo/voice.c client-demo/wav.c
 CLIENT_SRC := client-demo/earshot.c
+LOADTEST_SRC := loadtest/loadtest.c
 
 obj = $(patsubst %.c,$(B)/%.o,$(1))
 CORE_OBJ := $(call obj,$(CORE_SRC))
@@ -47,7 +48,7 @@ INTEG_TESTS := $(patsubst tests/integration/%.c,$(B)/tests/%,$(wildcard tests/in
 all: deps
 	@$(MAKE) --no-print-directory binaries
 
-binaries: $(B)/earshotd $(B)/earshot
+binaries: $(B)/earshotd $(B)/earshot $(B)/earshot-loadtest
 
 deps:
 	@.ci/install-deps build
@@ -76,6 +77,9 @@ $(B)/earshotd: $(call obj,$(SERVER_SRC)) $(B)/libcore.a
 $(B)/earshot: $(call obj,$(CLIENT_SRC) $(CLIENT_LIB_SRC)) $(B)/libcore.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(B)/earshot-loadtest: $(call obj,$(LOADTEST_SRC) $(CLIENT_LIB_SRC)) $(B)/libcore.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # A unit test may #include the module's .c to reach its static functions;
 # the archive then supplies only what the test does not define itself.
 $(B)/tests/test_%: tests/unit/test_%.c $(B)/libcore.a
@@ -95,7 +99,8 @@ unit: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
 
 integration: binaries $(INTEG_TESTS)
-	@set -e; for t in $(INTEG_TESTS); do echo "== $$t"; EARSHOTD=$(B)/earshotd EARSHOT=$(B)/earshot $$t; done
+	@set -e; for t in $(INTEG_TESTS); do echo "== $$t"; \
+	    EARSHOTD=$(B)/earshotd EARSHOT=$(B)/earshot EARSHOT_LOADTEST=$(B)/earshot-loadtest $$t; done
 
 check: unit fuzz-replay integration
 
@@ -137,6 +142,16 @@ fuzz: test-deps
 fuzz-replay: $(B)/fuzz/replay_proto $(B)/fuzz/replay_media
 	$(B)/fuzz/replay_proto tests/fuzz/corpus tests/fuzz/crashes
 	$(B)/fuzz/replay_media tests/fuzz/media_corpus tests/fuzz/media_crashes
+
+# The media benchmark: earshotd on core 0, the load generator on core 1,
+# for each BENCH_SESSIONS count; writes bench/media.md and bench/media-N.json.
+.PHONY: bench-media
+BENCH_SESSIONS ?= 50 100 200 400
+BENCH_SECONDS ?= 10
+bench-media:
+	@.ci/install-deps bench
+	@$(MAKE) --no-print-directory binaries
+	BUILD=$(B) BENCH_SESSIONS="$(BENCH_SESSIONS)" BENCH_SECONDS=$(BENCH_SECONDS) loadtest/bench-media.sh
 
 clean:
 	rm -rf build build-san
