@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <libwebsockets.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -459,4 +460,106 @@ const char *h_token(enum proto_role role, const char *sub, const char *name,
 	              sizeof tok) != 0)
 		return NULL;
 	return tok;
+}
+
+/* ---- child processes ---- */
+
+int h_proc_spawn(struct h_proc *p, const char *bin, const char *const *args)
+{
+	int to[2], from[2];
+	if (!bin)
+		bin = getenv("EARSHOT") ? getenv("EARSHOT") : "build/earshot";
+	if (pipe(to) != 0 || pipe(from) != 0)
+		return -1;
+	memset(p, 0, sizeof *p);
+	p->pid = fork();
+	if (p->pid < 0)
+		return -1;
+	if (p->pid == 0) {
+		dup2(to[0], 0);
+		dup2(from[1], 1);
+		close(to[1]);
+		close(from[0]);
+		const char *argv[40];
+		int n = 0;
+		argv[n++] = bin;
+		for (int i = 0; args[i] && n < 39; i++)
+			argv[n++] = args[i];
+		argv[n] = NULL;
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(to[0]);
+	close(from[1]);
+	p->in = to[1];
+	p->out = from[0];
+	return 0;
+}
+
+int h_proc_say(struct h_proc *p, const char *line)
+{
+	size_t n = strlen(line);
+	if (write(p->in, line, n) != (ssize_t)n || write(p->in, "\n", 1) != 1)
+		return -1;
+	return 0;
+}
+
+const char *h_proc_until(struct h_proc *p, const char *needle, int timeout_ms)
+{
+	int64_t end = now_ms() + timeout_ms;
+	for (;;) {
+		char *nl;
+		while ((nl = memchr(p->buf, '\n', p->len)) != NULL) {
+			size_t n = (size_t)(nl - p->buf);
+			snprintf(p->line, sizeof p->line, "%.*s", (int)n, p->buf);
+			memmove(p->buf, nl + 1, p->len - n - 1);
+			p->len -= n + 1;
+			if (getenv("H_TRACE"))
+				fprintf(stderr, "  proc %d> %s\n", (int)p->pid, p->line);
+			if (strstr(p->line, needle))
+				return p->line;
+		}
+		int64_t left = end - now_ms();
+		if (left <= 0 || p->len == sizeof p->buf - 1)
+			return NULL;
+		struct pollfd pfd = { .fd = p->out, .events = POLLIN };
+		if (poll(&pfd, 1, (int)left) <= 0)
+			continue;
+		ssize_t r = read(p->out, p->buf + p->len, sizeof p->buf - 1 - p->len);
+		if (r <= 0)
+			return NULL;
+		p->len += (size_t)r;
+	}
+}
+
+int h_proc_reap(struct h_proc *p)
+{
+	close(p->in);
+	int st = 0;
+	int64_t end = now_ms() + H_TIMEOUT_MS;
+	while (waitpid(p->pid, &st, WNOHANG) == 0) {
+		if (now_ms() > end) {
+			kill(p->pid, SIGKILL);
+			waitpid(p->pid, &st, 0);
+			close(p->out);
+			return -1;
+		}
+		usleep(10000);
+	}
+	close(p->out);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int h_group_setup(void **state)
+{
+	(void)state;
+	h_init();
+	return 0;
+}
+
+int h_group_teardown(void **state)
+{
+	(void)state;
+	h_fini();
+	return 0;
 }

@@ -64,6 +64,31 @@ int h_wait_closed(struct h_peer *p, int timeout_ms);
 /* Run the loop for `ms`. */
 void h_pump(int ms);
 
+/* A child process driven through its standard input and output, as a
+ * person at a terminal or a script would (the CLI tests). */
+struct h_proc {
+	pid_t pid;
+	int in, out;             /* its stdin (we write), its stdout (we read) */
+	char buf[16384];
+	size_t len;
+	char line[4096];         /* the line h_proc_until returned */
+};
+/* Start `bin` (default: $EARSHOT or build/earshot when NULL) with `args`
+ * (NULL-terminated). Returns 0. */
+int h_proc_spawn(struct h_proc *p, const char *bin, const char *const *args);
+/* Write `line` and a newline to its stdin. */
+int h_proc_say(struct h_proc *p, const char *line);
+/* The next output line containing `needle` (earlier ones are skipped), or
+ * NULL after `timeout_ms` or at the end of its output. */
+const char *h_proc_until(struct h_proc *p, const char *needle, int timeout_ms);
+/* Close its stdin and wait for it; its exit status, or -1 (killed after
+ * H_TIMEOUT_MS, or ended by a signal). */
+int h_proc_reap(struct h_proc *p);
+
+/* cmocka group setup and teardown for tests that start their own servers. */
+int h_group_setup(void **state);
+int h_group_teardown(void **state);
+
 /* A token signed with the dev secret (what earshotd uses in dev mode). */
 const char *h_token(enum proto_role role, const char *sub, const char *name,
                     const char *skills_csv, long ttl_s);

@@ -8,7 +8,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,14 +20,6 @@
 #include "../../server/auth.h"
 #include "../../server/config.h"
 
-struct proc {
-	pid_t pid;
-	int in, out;            /* its stdin (we write), its stdout (we read) */
-	char buf[16384];
-	size_t len;
-	char line[4096];
-};
-
 static struct h_server srv;
 
 static const char *cli_bin(void)
@@ -36,95 +27,22 @@ static const char *cli_bin(void)
 	return getenv("EARSHOT") ? getenv("EARSHOT") : "build/earshot";
 }
 
-static void spawn(struct proc *p, const char *const *args)
+static void spawn(struct h_proc *p, const char *const *args)
 {
-	int to[2], from[2];
-	assert_int_equal(pipe(to), 0);
-	assert_int_equal(pipe(from), 0);
-	memset(p, 0, sizeof *p);
-	p->pid = fork();
-	assert_true(p->pid >= 0);
-	if (p->pid == 0) {
-		dup2(to[0], 0);
-		dup2(from[1], 1);
-		close(to[1]);
-		close(from[0]);
-		const char *argv[32];
-		int n = 0;
-		argv[n++] = cli_bin();
-		for (int i = 0; args[i] && n < 31; i++)
-			argv[n++] = args[i];
-		argv[n] = NULL;
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	close(to[0]);
-	close(from[1]);
-	p->in = to[1];
-	p->out = from[0];
+	assert_int_equal(h_proc_spawn(p, NULL, args), 0);
 }
 
-static void say(struct proc *p, const char *line)
+static void say(struct h_proc *p, const char *line)
 {
-	size_t n = strlen(line);
-	assert_int_equal(write(p->in, line, n), (ssize_t)n);
-	assert_int_equal(write(p->in, "\n", 1), 1);
+	assert_int_equal(h_proc_say(p, line), 0);
 }
 
-static int64_t now_ms(void)
+static const char *until(struct h_proc *p, const char *needle)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* The next output line containing `needle`; earlier lines are skipped.
- * Fails after 5 s. */
-static const char *until(struct proc *p, const char *needle)
-{
-	int64_t end = now_ms() + H_TIMEOUT_MS;
-	for (;;) {
-		char *nl;
-		while ((nl = memchr(p->buf, '\n', p->len)) != NULL) {
-			size_t n = (size_t)(nl - p->buf);
-			snprintf(p->line, sizeof p->line, "%.*s", (int)n, p->buf);
-			memmove(p->buf, nl + 1, p->len - n - 1);
-			p->len -= n + 1;
-			if (getenv("H_TRACE"))
-				fprintf(stderr, "  cli> %s\n", p->line);
-			if (strstr(p->line, needle))
-				return p->line;
-		}
-		int64_t left = end - now_ms();
-		if (left <= 0)
-			fail_msg("no output line with '%s'", needle);
-		struct pollfd pfd = { .fd = p->out, .events = POLLIN };
-		if (poll(&pfd, 1, (int)left) <= 0)
-			continue;
-		ssize_t r = read(p->out, p->buf + p->len, sizeof p->buf - 1 - p->len);
-		if (r <= 0)
-			fail_msg("output ended before a line with '%s'", needle);
-		p->len += (size_t)r;
-	}
-}
-
-/* Wait for the process to exit; its exit status. */
-static int reap(struct proc *p)
-{
-	close(p->in);
-	int st = 0;
-	int64_t end = now_ms() + H_TIMEOUT_MS;
-	while (waitpid(p->pid, &st, WNOHANG) == 0) {
-		if (now_ms() > end) {
-			kill(p->pid, SIGKILL);
-			waitpid(p->pid, &st, 0);
-			close(p->out);
-			return -1;
-		}
-		usleep(10000);
-	}
-	close(p->out);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	const char *line = h_proc_until(p, needle, H_TIMEOUT_MS);
+	if (!line)
+		fail_msg("no output line with '%s'", needle);
+	return line;
 }
 
 /* `earshot token` output, read through a pipe. */
@@ -168,7 +86,7 @@ static void test_two_terminals(void **state)
 	char tok[PROTO_TOKEN_MAX + 2];
 	const char *const targs[] = { "--role", "counselor", "--sub", "alice", "--name", "Alice", NULL };
 	mint(tok, sizeof tok, targs);
-	struct proc k, c;
+	struct h_proc k, c;
 	const char *const kargs[] = { "counselor", "--url", srv.url, "--token", tok, "--available", NULL };
 	spawn(&k, kargs);
 	until(&k, "you are available");
@@ -192,14 +110,14 @@ static void test_two_terminals(void **state)
 	until(&c, "thank you for your rating");
 	say(&c, "/quit");
 	say(&k, "/quit");
-	assert_int_equal(reap(&c), 0);
-	assert_int_equal(reap(&k), 0);
+	assert_int_equal(h_proc_reap(&c), 0);
+	assert_int_equal(h_proc_reap(&k), 0);
 }
 
 static void test_json_mode_and_exit_codes(void **state)
 {
 	(void)state;
-	struct proc c;
+	struct h_proc c;
 	const char *const cargs[] = { "client", "--url", srv.url, "--json", NULL };
 	spawn(&c, cargs);
 	until(&c, "\"type\":\"welcome\"");
@@ -209,21 +127,21 @@ static void test_json_mode_and_exit_codes(void **state)
 	until(&c, "\"type\":\"cancelled\"");
 	say(&c, "not json");
 	until(&c, "\"code\":\"bad_json\"");
-	assert_int_equal(reap(&c), 0);
+	assert_int_equal(h_proc_reap(&c), 0);
 
 	/* A refused token: exit code 3. */
-	struct proc k;
+	struct h_proc k;
 	const char *const bad[] = { "counselor", "--url", srv.url, "--token", "not.a.token", NULL };
 	spawn(&k, bad);
-	assert_int_equal(reap(&k), 3);
+	assert_int_equal(h_proc_reap(&k), 3);
 	/* Nobody listening: exit code 1. */
 	const char *const nowhere[] = { "client", "--url", "ws://127.0.0.1:1/ws", NULL };
 	spawn(&k, nowhere);
-	assert_int_equal(reap(&k), 1);
+	assert_int_equal(h_proc_reap(&k), 1);
 	/* A usage error: exit code 2. */
 	const char *const usage[] = { "client", "--no-such-option", NULL };
 	spawn(&k, usage);
-	assert_int_equal(reap(&k), 2);
+	assert_int_equal(h_proc_reap(&k), 2);
 }
 
 static int setup(void **state)

@@ -333,20 +333,6 @@ static void test_tls(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	h_init();
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	h_fini();
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -358,5 +344,5 @@ int main(void)
 		cmocka_unit_test(test_refused_configs),
 		cmocka_unit_test(test_tls),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, h_group_setup, h_group_teardown);
 }

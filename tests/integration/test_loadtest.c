@@ -62,22 +62,8 @@ static void test_brief_voice_run(void **state)
 	assert_true(json_int(json, "received") * 100 >= sent * 98);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	h_init();
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	h_fini();
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = { cmocka_unit_test(test_brief_voice_run) };
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, h_group_setup, h_group_teardown);
 }

@@ -9,7 +9,6 @@
 #include <cmocka.h>
 
 #include <math.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,100 +20,22 @@
 #include "harness.h"
 #include "../../client-demo/wav.h"
 
-struct proc {
-	pid_t pid;
-	int in, out;
-	char buf[16384];
-	size_t len;
-	char line[4096];
-};
-
-static int64_t now_ms(void)
+static void spawn(struct h_proc *p, const char *const *args)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	assert_int_equal(h_proc_spawn(p, NULL, args), 0);
 }
 
-static void spawn(struct proc *p, const char *const *args)
+static void say(struct h_proc *p, const char *line)
 {
-	int to[2], from[2];
-	assert_int_equal(pipe(to), 0);
-	assert_int_equal(pipe(from), 0);
-	memset(p, 0, sizeof *p);
-	p->pid = fork();
-	assert_true(p->pid >= 0);
-	if (p->pid == 0) {
-		dup2(to[0], 0);
-		dup2(from[1], 1);
-		close(to[1]);
-		close(from[0]);
-		const char *argv[32];
-		int n = 0;
-		argv[n++] = getenv("EARSHOT") ? getenv("EARSHOT") : "build/earshot";
-		for (int i = 0; args[i] && n < 31; i++)
-			argv[n++] = args[i];
-		argv[n] = NULL;
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	close(to[0]);
-	close(from[1]);
-	p->in = to[1];
-	p->out = from[0];
+	assert_int_equal(h_proc_say(p, line), 0);
 }
 
-static void say(struct proc *p, const char *line)
+static const char *until(struct h_proc *p, const char *needle, int ms)
 {
-	size_t n = strlen(line);
-	assert_int_equal(write(p->in, line, n), (ssize_t)n);
-	assert_int_equal(write(p->in, "\n", 1), 1);
-}
-
-/* The next output line containing `needle`, within `ms`. */
-static const char *until(struct proc *p, const char *needle, int ms)
-{
-	int64_t end = now_ms() + ms;
-	for (;;) {
-		char *nl;
-		while ((nl = memchr(p->buf, '\n', p->len)) != NULL) {
-			size_t n = (size_t)(nl - p->buf);
-			snprintf(p->line, sizeof p->line, "%.*s", (int)n, p->buf);
-			memmove(p->buf, nl + 1, p->len - n - 1);
-			p->len -= n + 1;
-			if (getenv("H_TRACE"))
-				fprintf(stderr, "  voice> %s\n", p->line);
-			if (strstr(p->line, needle))
-				return p->line;
-		}
-		int64_t left = end - now_ms();
-		if (left <= 0)
-			fail_msg("no output line with '%s'", needle);
-		struct pollfd pfd = { .fd = p->out, .events = POLLIN };
-		if (poll(&pfd, 1, (int)left) <= 0)
-			continue;
-		ssize_t r = read(p->out, p->buf + p->len, sizeof p->buf - 1 - p->len);
-		if (r <= 0)
-			fail_msg("output ended before a line with '%s'", needle);
-		p->len += (size_t)r;
-	}
-}
-
-static int reap(struct proc *p)
-{
-	close(p->in);
-	int st = 0;
-	int64_t end = now_ms() + H_TIMEOUT_MS;
-	while (waitpid(p->pid, &st, WNOHANG) == 0) {
-		if (now_ms() > end) {
-			kill(p->pid, SIGKILL);
-			waitpid(p->pid, &st, 0);
-			break;
-		}
-		usleep(10000);
-	}
-	close(p->out);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	const char *line = h_proc_until(p, needle, ms);
+	if (!line)
+		fail_msg("no output line with '%s'", needle);
+	return line;
 }
 
 struct vstats { long sent, received, out_of_order, lost, bad; };
@@ -173,7 +94,7 @@ static void run_call(const char *const *server_args)
 	char tok[PROTO_TOKEN_MAX + 1];
 	snprintf(tok, sizeof tok, "%s", h_token(ROLE_COUNSELOR, "vk", "Vee", NULL, 600));
 
-	struct proc k, c;
+	struct h_proc k, c;
 	const char *const kargs[] = { "counselor", "--url", srv.url, "--token", tok, "--available",
 		                      "--voice", "--tone", "660", "--record", kwav,
 		                      "--voice-seconds", "3", NULL };
@@ -193,8 +114,8 @@ static void run_call(const char *const *server_args)
 	parse_stats(until(&k, "voice: sent", H_TIMEOUT_MS), &ks);
 	say(&c, "/quit");
 	say(&k, "/quit");
-	assert_int_equal(reap(&c), 0);
-	assert_int_equal(reap(&k), 0);
+	assert_int_equal(h_proc_reap(&c), 0);
+	assert_int_equal(h_proc_reap(&k), 0);
 	assert_int_equal(h_server_stop(&srv), 0);
 
 	/* About 150 frames each way; at least 98% arrived, in order. */
@@ -226,26 +147,11 @@ static void test_tones_cm(void **state)
 	run_call(args);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	signal(SIGPIPE, SIG_IGN);
-	h_init();
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	h_fini();
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tones_gcm),
 		cmocka_unit_test(test_tones_cm),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, h_group_setup, h_group_teardown);
 }

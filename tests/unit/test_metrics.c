@@ -15,7 +15,8 @@
 static void test_render(void **state)
 {
 	(void)state;
-	struct metrics m = { .connections_total = 7, .chat_relayed = 3 };
+	struct metrics m = { .connections_total = 7, .chat_relayed = 3, .media_relayed = 500 };
+	m.media_dropped[MD_SLOW_READER] = 4;
 	metrics_count_error(&m, "wrong_state");
 	metrics_count_error(&m, "wrong_state");
 	metrics_count_error(&m, "no_such_code");
@@ -33,6 +34,9 @@ static void test_render(void **state)
 	assert_non_null(strstr(buf, "\nearshot_chat_relayed_total 3\n"));
 	assert_non_null(strstr(buf, "\nearshot_errors_total{code=\"wrong_state\"} 2\n"));
 	assert_non_null(strstr(buf, "# TYPE earshot_connections_total counter\n"));
+	assert_non_null(strstr(buf, "\nearshot_media_packets_relayed_total 500\n"));
+	assert_non_null(strstr(buf, "\nearshot_media_packets_dropped_total{reason=\"slow_reader\"} 4\n"));
+	assert_non_null(strstr(buf, "\nearshot_media_packets_dropped_total{reason=\"auth\"} 0\n"));
 	/* Too small a buffer is an error, never a truncated exposition. */
 	assert_int_equal(metrics_render(&m, &s, buf, 100), -1);
 	assert_int_equal(metrics_render(&m, &s, buf, (size_t)n), -1);
