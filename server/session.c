@@ -12,6 +12,9 @@
 
 static void audio_notice(struct session *s, int side, const char *state);
 
+_Static_assert(RELAY_DROP_RATE - RELAY_DROP_AUTH == MD_RATE - MD_AUTH &&
+               RELAY_DROP_NOT_OPUS - RELAY_DROP_AUTH == MD_NOT_OPUS - MD_AUTH,
+               "metrics_media_drop lists the relay's drops in relay_verdict's order");
 _Static_assert(sizeof(((struct proto_msg *)0)->tx_key) == sizeof(((struct relay_keys *)0)->tx),
                "a base64 SRTP key fits the message field exactly");
 
