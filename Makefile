@@ -28,7 +28,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 CORE_SRC := proto/proto.c proto/rtp.c proto/media.c server/log.c server/config.c server/auth.c \
             server/matcher.c server/slot.c server/metrics.c server/quality.c
 # I/O: the loop glue, the transport and the hub that wires everything.
-SERVER_SRC := server/ws.c server/relay.c server/hub.c server/session.c server/main.c
+SERVER_SRC := server/ws.c server/relay.c server/web.c server/hub.c server/session.c server/main.c
 CLIENT_LIB_SRC := client-demo/esclient.c client-demo/voice.c client-demo/wav.c
 CLIENT_SRC := client-demo/earshot.c
 LOADTEST_SRC := loadtest/loadtest.c
@@ -39,7 +39,7 @@ CORE_OBJ := $(call obj,$(CORE_SRC))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(B)/tests/%,$(wildcard tests/integration/test_*.c))
 
-.PHONY: FORCE all binaries deps test-deps run test check unit integration fuzz fuzz-replay clean
+.PHONY: FORCE all binaries deps test-deps run test check unit integration browser fuzz fuzz-replay clean
 .DEFAULT_GOAL := all
 
 # The entry points (all, run, test, fuzz) install missing packages first and
@@ -102,7 +102,17 @@ integration: binaries $(INTEG_TESTS)
 	@set -e; for t in $(INTEG_TESTS); do echo "== $$t"; \
 	    EARSHOTD=$(B)/earshotd EARSHOT=$(B)/earshot EARSHOT_LOADTEST=$(B)/earshot-loadtest $$t; done
 
-check: unit fuzz-replay integration
+# Browser tests: Debian's Chromium driven by playwright-core (npm ci from
+# the lock file; no browser is downloaded). Screenshots: build/screenshots.
+BROWSER_TESTS := $(wildcard tests/browser/*.test.mjs)
+browser: binaries
+ifneq ($(BROWSER_TESTS),)
+	cd tests/browser && npm ci --no-audit --no-fund --silent
+	EARSHOTD=$(CURDIR)/$(B)/earshotd SCREENSHOTS=$(CURDIR)/$(B)/screenshots \
+	    node --test --test-concurrency=1 $(BROWSER_TESTS)
+endif
+
+check: unit fuzz-replay integration browser
 
 # The whole suite: a normal pass, then one under the sanitizers.
 test: test-deps

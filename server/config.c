@@ -97,6 +97,8 @@ static const struct directive {
 	  "dev mode only: session clocks run this many times faster" },
 	{ "log-level", T_LEVEL, FIELD(log_level), 0, 0, 0, "info", 0,
 	  "error, warn, info or debug" },
+	{ "web-root", T_STRING, FIELD(web_root), 0, 0, 0, "client-demo/web", 0,
+	  "directory of the browser pages and their modules" },
 	{ "srtp-profile", T_STRING, FIELD(srtp_profile), 0, 0, 0, "aead_aes_128_gcm", 0,
 	  "voice SRTP profile: aead_aes_128_gcm or aes_cm_128_hmac_sha1_80" },
 	{ "media-max-packet", T_INT, FIELD(media_max_packet), 0, 200, 1500, "1200", 0,

@@ -40,6 +40,7 @@ struct config {
 	int shutdown_grace;       /* 3, 0..60: seconds to flush goodbyes */
 	int time_scale;           /* 1, 1..1000; dev mode only: session clocks run this many times faster */
 	enum config_log_level log_level; /* info */
+	char web_root[256];       /* "client-demo/web": the pages and their modules */
 	char srtp_profile[32];    /* "aead_aes_128_gcm" or "aes_cm_128_hmac_sha1_80" */
 	int media_max_packet;     /* 1200 bytes, 200..1500 */
 	int media_max_pps;        /* 100, 50..1000 */

@@ -4,6 +4,7 @@
 #include "hub.h"
 #include "hub_int.h"
 #include "log.h"
+#include "web.h"
 
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -575,11 +576,14 @@ static void reaper_cb(struct ev_loop *loop, ev_idle *w, int revents)
 	ev_idle_stop(loop, w);
 }
 
-static int on_http(void *ctx, const char *path, struct ws_http_reply *r)
+static int on_http(void *ctx, const char *path, const char *query, struct ws_http_reply *r)
 {
 	struct hub *h = ctx;
 	struct proto_msg m = { .type = PT_STATS };
 	size_t cap = 16384;
+	int web = web_serve(&h->cfg, path, query, (int64_t)time(NULL), r);
+	if (web <= 0)
+		return web;
 	if (strcmp(path, "/healthz") == 0) {
 		r->status = h->draining ? 503 : 200;
 		r->content_type = "text/plain";

@@ -318,16 +318,47 @@ static int filter_upgrade(struct ws_server *s, struct lws *wsi)
 	return 0;
 }
 
+/* On every HTTP answer. The pages load only their own modules and talk
+ * only to their own origin; nothing is cached (tokens, live numbers). */
+static const char *const http_headers[][2] = {
+	{ "cache-control:", "no-store" },
+	{ "x-content-type-options:", "nosniff" },
+	{ "referrer-policy:", "no-referrer" },
+	{ "content-security-policy:",
+	  "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
+	  "media-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'" },
+};
+
+/* lws stores each URL argument URL-decoded as one fragment ("x=1"): join
+ * them with '&'. A decoded value containing '&' cannot be told apart; the
+ * only arguments earshot reads are names and identifiers. */
+static void query_join(struct lws *wsi, char *query, size_t cap)
+{
+	size_t used = 0;
+	char frag[256];
+	query[0] = '\0';
+	for (int i = 0; i < 16; i++) {
+		int n = lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i);
+		if (n < 0)
+			break;
+		if (used + (size_t)n + 2 > cap)
+			break;
+		used += (size_t)snprintf(query + used, cap - used, "%s%s", used ? "&" : "", frag);
+	}
+}
+
 static int http_begin(struct ws_server *s, struct lws *wsi, struct pss *p,
                       const char *path)
 {
-	unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *pos = start,
+	unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *pos = start,
 	              *end = hdr + sizeof hdr - 1;
+	char query[1024] = "";
 	free(p->http.body);
 	memset(&p->http, 0, sizeof p->http);
 	p->http.status = 200;
+	query_join(wsi, query, sizeof query);
 	if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0 ||
-	    s->h.http(s->h.ctx, path, &p->http) != 0) {
+	    s->h.http(s->h.ctx, path, query, &p->http) != 0) {
 		free(p->http.body);
 		p->http.status = 404;
 		p->http.content_type = "text/plain";
@@ -335,10 +366,14 @@ static int http_begin(struct ws_server *s, struct lws *wsi, struct pss *p,
 		p->http.len = p->http.body ? strlen(p->http.body) : 0;
 	}
 	if (lws_add_http_common_headers(wsi, (unsigned int)p->http.status,
-	                                p->http.content_type, p->http.len, &pos, end) ||
-	    lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
-	                                (const unsigned char *)"no-store", 8, &pos, end) ||
-	    lws_finalize_write_http_header(wsi, start, &pos, end))
+	                                p->http.content_type, p->http.len, &pos, end))
+		return -1;
+	for (size_t i = 0; i < sizeof http_headers / sizeof http_headers[0]; i++)
+		if (lws_add_http_header_by_name(wsi, (const unsigned char *)http_headers[i][0],
+		                                (const unsigned char *)http_headers[i][1],
+		                                (int)strlen(http_headers[i][1]), &pos, end))
+			return -1;
+	if (lws_finalize_write_http_header(wsi, start, &pos, end))
 		return -1;
 	lws_callback_on_writable(wsi);
 	return 0;

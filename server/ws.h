@@ -47,8 +47,10 @@ struct ws_handlers {
 	void (*refused)(void *user, enum ws_refusal why);
 	/* The connection is gone (by either side). */
 	void (*closed)(void *user);
-	/* An HTTP GET for `path`: fill `r` and return 0, or -1 for 404. */
-	int (*http)(void *ctx, const char *path, struct ws_http_reply *r);
+	/* An HTTP GET for `path` with `query`: its arguments already
+	 * URL-decoded, joined by '&' ("" if none). Fill `r` and return 0, or
+	 * -1 for 404. */
+	int (*http)(void *ctx, const char *path, const char *query, struct ws_http_reply *r);
 };
 
 struct ws_config {

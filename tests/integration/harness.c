@@ -50,6 +50,8 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int http_get(int port, const char *path, char *out, size_t cap, int raw);
+
 static void guard_cb(struct ev_loop *l, ev_timer *w, int revents)
 {
 	(void)l;
@@ -119,6 +121,17 @@ static int free_port(void)
 
 int h_http_get(int port, const char *path, char *body, size_t cap)
 {
+	return http_get(port, path, body, cap, 0);
+}
+
+int h_http_get_raw(int port, const char *path, char *resp, size_t cap)
+{
+	return http_get(port, path, resp, cap, 1);
+}
+
+/* GET over HTTP/1.0; `out` gets the body, or with `raw` the whole response. */
+static int http_get(int port, const char *path, char *out, size_t cap, int raw)
+{
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -146,9 +159,8 @@ int h_http_get(int port, const char *path, char *body, size_t cap)
 	if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
 		return -1;
 	const char *b = strstr(buf, "\r\n\r\n");
-	if (body && cap) {
-		snprintf(body, cap, "%s", b ? b + 4 : "");
-	}
+	if (out && cap)
+		snprintf(out, cap, "%s", raw ? buf : b ? b + 4 : "");
 	return status;
 }
 

@@ -34,6 +34,8 @@ int h_server_start_tls(struct h_server *s, const char *const *args);
 int h_server_stop(struct h_server *s);
 /* GET http://127.0.0.1:port/path: returns the HTTP status, body in `body`. */
 int h_http_get(int port, const char *path, char *body, size_t cap);
+/* The same, with the whole response (status line and headers) in `resp`. */
+int h_http_get_raw(int port, const char *path, char *resp, size_t cap);
 
 /* Connect a peer (named for failure messages) and wait until open. */
 struct h_peer *h_connect(const struct h_server *s, const char *name);

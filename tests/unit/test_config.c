@@ -164,7 +164,7 @@ static void test_table_names_unique_and_complete(void **state)
 		"max-missed-offers", "wrapup", "max-message-bytes", "max-text-bytes",
 		"msg-rate", "msg-burst", "max-queue", "auth-timeout", "shutdown-grace",
 		"time-scale", "log-level", "referral", "srtp-profile", "media-max-packet",
-		"media-max-pps", "media-queue", "silence-timeout", "link-report",
+		"media-max-pps", "media-queue", "silence-timeout", "link-report", "web-root",
 	};
 	assert_int_equal(NDIRECTIVES, sizeof(want) / sizeof(want[0]));
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)

@@ -1,0 +1,83 @@
+// lib.mjs - browser-test support: start the real earshotd on a free
+// loopback port, launch Debian's Chromium through playwright-core with a
+// fresh profile, save screenshots as test artifacts (not in git).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const root = new URL('../../', import.meta.url).pathname;
+export const shotsDir = process.env.SCREENSHOTS || join(root, 'build', 'screenshots');
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function healthy(port) {
+  try {
+    const r = await fetch(`http://127.0.0.1:${port}/healthz`);
+    return r.status === 200;
+  } catch {
+    return false;
+  }
+}
+
+// Start earshotd (dev mode) with extra `args`; returns { port, base, stop }.
+export async function startServer(args = []) {
+  const bin = process.env.EARSHOTD || join(root, 'build', 'earshotd');
+  const port = await freePort();
+  const child = spawn(bin, ['--web-root', join(root, 'client-demo', 'web'), ...args,
+                            '--port', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  child.stderr.on('data', (d) => { log += d; });
+  for (let i = 0; i < 300; i++) {
+    if (await healthy(port)) break;
+    if (child.exitCode !== null) throw new Error(`earshotd exited: ${log}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return {
+    port,
+    base: `http://127.0.0.1:${port}`,
+    log: () => log,
+    // Stop by pid, and report how it ended: 0 is a clean shutdown.
+    stop: () => new Promise((resolve) => {
+      if (child.exitCode !== null) return resolve(child.exitCode);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10000);
+      child.once('exit', (code) => { clearTimeout(timer); resolve(code); });
+      child.kill('SIGTERM');
+    }),
+  };
+}
+
+const flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
+  '--no-first-run', '--disable-background-networking', '--disable-component-update',
+  '--disable-sync', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+  '--autoplay-policy=no-user-gesture-required'];
+
+// A browser with its own fresh profile; close() removes the profile.
+export async function launch() {
+  const dir = mkdtempSync(join(tmpdir(), 'earshot-chromium-'));
+  const context = await chromium.launchPersistentContext(dir, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: flags,
+    viewport: { width: 390, height: 800 },
+  });
+  return {
+    context,
+    close: async () => { await context.close(); rmSync(dir, { recursive: true, force: true }); },
+  };
+}
+
+export async function screenshot(page, name) {
+  mkdirSync(shotsDir, { recursive: true });
+  await page.screenshot({ path: join(shotsDir, `${name}.png`), fullPage: true });
+}
