@@ -132,6 +132,9 @@ static void banner(int port)
 	const char *ws = g.cfg.tls_cert[0] ? "wss" : "ws";
 	printf("earshot %s listening on %s://%s:%d%s\n", EARSHOT_VERSION, scheme,
 	       g.cfg.listen, port, g.cfg.dev_mode ? " (dev mode)" : "");
+	printf("  in a browser:      %s://%s:%d/  (someone who needs to talk)\n"
+	       "                     %s://%s:%d/counselor  %s://%s:%d/operator\n",
+	       scheme, g.cfg.listen, port, scheme, g.cfg.listen, port, scheme, g.cfg.listen, port);
 	printf("  health and stats:  %s://%s:%d/healthz  /stats  /metrics\n", scheme,
 	       g.cfg.listen, port);
 	if (g.cfg.dev_mode) {

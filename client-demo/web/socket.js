@@ -41,6 +41,15 @@ export class EarshotSocket extends EventTarget {
     this.attempt = 0;
     this.stopped = false;
     this.timer = null;
+    // A phone back from a tunnel or a laptop waking up should not sit out
+    // the rest of a long backoff: try again as soon as the network or the
+    // page is back.
+    const retryNow = () => {
+      if (this.state === 'down' && !this.stopped && document.visibilityState === 'visible')
+        this.connect();
+    };
+    window.addEventListener('online', retryNow);
+    document.addEventListener('visibilitychange', retryNow);
   }
 
   connect() {

@@ -32,9 +32,10 @@ async function healthy(port) {
 }
 
 // Start earshotd (dev mode) with extra `args`; returns { port, base, stop }.
-export async function startServer(args = []) {
+// `port` reuses a known port, e.g. to restart a server under open pages.
+export async function startServer(args = [], { port: fixedPort } = {}) {
   const bin = process.env.EARSHOTD || join(root, 'build', 'earshotd');
-  const port = await freePort();
+  const port = fixedPort || await freePort();
   const child = spawn(bin, ['--web-root', join(root, 'client-demo', 'web'), ...args,
                             '--port', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';

@@ -42,6 +42,19 @@ struct h_peer {
 static struct ev_loop *loop;
 static struct esc_ctx *ctx;
 static ev_timer guard;
+/* Servers started and not yet stopped: a failed assertion skips a test's
+ * h_server_stop, so h_fini stops whatever is left, by pid. */
+#define H_SERVERS_MAX 64
+static pid_t servers[H_SERVERS_MAX];
+
+static void servers_track(pid_t pid, int add)
+{
+	for (int i = 0; i < H_SERVERS_MAX; i++)
+		if (servers[i] == (add ? 0 : pid)) {
+			servers[i] = add ? pid : 0;
+			return;
+		}
+}
 
 static int64_t now_ms(void)
 {
@@ -78,6 +91,12 @@ void h_init(void)
 
 void h_fini(void)
 {
+	for (int i = 0; i < H_SERVERS_MAX; i++)
+		if (servers[i] > 0) {
+			kill(servers[i], SIGKILL);
+			waitpid(servers[i], NULL, 0);
+			servers[i] = 0;
+		}
 	esc_ctx_free(ctx);
 	ctx = NULL;
 	ev_timer_stop(loop, &guard);
@@ -207,6 +226,7 @@ static int start(struct h_server *s, const char *const *args, int tls)
 		execv(bin, (char *const *)argv);
 		_exit(127);
 	}
+	servers_track(s->pid, 1);
 	int64_t end = now_ms() + 15000;
 	while (now_ms() < end) {
 		if (tls ? tcp_ready(s->port) : h_http_get(s->port, "/healthz", NULL, 0) == 200)
@@ -214,6 +234,7 @@ static int start(struct h_server *s, const char *const *args, int tls)
 		int st;
 		if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
 			fprintf(stderr, "harness: earshotd exited early; log %s\n", s->logpath);
+			servers_track(s->pid, 0);
 			s->pid = 0;
 			return -1;
 		}
@@ -236,6 +257,7 @@ int h_server_stop(struct h_server *s)
 {
 	if (s->pid <= 0)
 		return -1;
+	servers_track(s->pid, 0);
 	kill(s->pid, SIGTERM);
 	int64_t end = now_ms() + 15000;
 	int st;

@@ -1,0 +1,284 @@
+// client.js - the page for a person who needs to talk: choose a topic,
+// "Talk now", wait in line (position, estimated wait), chat in a session
+// with its slot timer and gentle warnings, then referral and a rating.
+// A dropped connection is retried by the socket; since a place in line or
+// a session does not survive it yet, the page says plainly what was lost.
+import { EarshotSocket, tokenFor } from './socket.js';
+import { Chat } from './chat.js';
+import { SlotTimer, minutes } from './slot.js';
+import { $, TOPICS, announce, clock, connectionBanner, duration, endButton, setText, showView,
+  topicLabel } from './ui.js';
+
+const VIEWS = ['v-start', 'v-wait', 'v-session', 'v-ended'];
+const STARS = ['Not helpful', 'A little helpful', 'Okay', 'Helpful', 'Very helpful'];
+const COMMENT_MAX = 280;   // bytes of UTF-8, as the server counts
+const END_REASONS = {
+  slot_over: 'Our time together is up for now. We hope it helped a little.',
+  ended_by_client: 'You ended the conversation.',
+  ended_by_counselor: 'The counselor ended the conversation.',
+  peer_left: "The counselor's connection dropped, so the conversation had to end. We're sorry.",
+  shutdown: "earshot had to restart, so the conversation ended. We're sorry.",
+};
+const ERRORS = {
+  server_busy: "We're very busy right now and couldn't add you to the line. Please try again in a few minutes.",
+  shutting_down: 'earshot is restarting. Please try again in a moment.',
+  rate_limited: "That was a lot at once; some of it wasn't sent. Please wait a moment.",
+  too_large: 'That was too long to send in one piece.',
+};
+const utf8 = new TextEncoder();
+
+// What the server holds for us: idle, joining (talk_now sent), waiting,
+// in_session, ended; `lost` is what a dropped connection took with it.
+let phase = 'idle';
+let lost = null;
+let rated = false;
+let waitSince = 0;
+let waitTick = null;
+
+const sock = new EarshotSocket({ role: 'client', token: await tokenFor('client') });
+const chat = new Chat($('chat'), sock);
+const slot = new SlotTimer($('slot-timer'), $('slot-notice'), {
+  warning: (s) => (s > 90
+    ? `About ${minutes(s)} left. There's time to start bringing things together.`
+    : 'About a minute left — a good moment to start saying goodbye.'),
+  over: (g) => `Our time is up. You still have ${g} seconds to say goodbye.`,
+});
+
+function show(view, focus) {
+  alertText('');
+  showView(VIEWS, view, focus);
+}
+
+function alertText(text) {
+  $('alert').textContent = text;
+  $('alert').hidden = !text;
+}
+
+function startNote(text) {
+  $('start-note').textContent = text;
+  $('start-note').hidden = !text;
+}
+
+// ---- start ----
+
+for (const [value, label] of TOPICS) $('topic').append(new Option(label, value));
+
+$('start-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  if (!sock.send({ type: 'talk_now', topic: $('topic').value, mode: 'text' })) return;
+  phase = 'joining';
+  lost = null;
+  $('talk').disabled = true;
+  setText('position', 'Finding your place in line…');
+  setText('estimate', '');
+  $('nobody').hidden = true;
+  startWaitClock();
+  show('v-wait');
+});
+
+function startWaitClock() {
+  waitSince = Date.now();
+  clearInterval(waitTick);
+  const tick = () => setText('waited', `You've been waiting ${clock((Date.now() - waitSince) / 1000)}.`);
+  tick();
+  waitTick = setInterval(tick, 1000);
+}
+
+// ---- waiting ----
+
+function onQueue(m) {
+  phase = 'waiting';
+  setText('position', m.position === 1 ? "You're next in line." : `You're number ${m.position} in line.`);
+  $('nobody').hidden = m.counselors !== 0;
+  setText('estimate', m.counselors === 0 ? ''
+    : m.wait_s === 0 ? 'A counselor should be with you in a moment.'
+      : `Estimated wait: ${duration(m.wait_s)}.`);
+}
+
+$('cancel').addEventListener('click', () => {
+  if (!sock.send({ type: 'cancel' })) backToStart('');
+});
+
+function backToStart(note) {
+  phase = 'idle';
+  clearInterval(waitTick);
+  $('talk').disabled = sock.state !== 'open';
+  startNote(note);
+  show('v-start');
+}
+
+// ---- session ----
+
+function onSessionStart(m) {
+  phase = 'in_session';
+  clearInterval(waitTick);
+  const who = m.peer || 'a counselor';
+  setText('session-h', `You're talking with ${who}`);
+  setText('session-topic', `Topic: ${topicLabel(m.topic)}`);
+  chat.start(m.peer || 'The counselor');
+  slot.start(m.remaining_s);
+  resetEnd();
+  show('v-session', 'chat-text');
+  announce(`${who} has joined. Type whenever you're ready.`);
+}
+
+const resetEnd = endButton(() => sock.send({ type: 'end' }));
+
+function onSessionEnd(m) {
+  phase = 'ended';
+  rated = false;
+  chat.stop();
+  slot.stop();
+  setText('end-reason', END_REASONS[m.reason] || 'The conversation has ended.');
+  $('referral').replaceChildren(...(m.referral || '').split('\n').filter(Boolean)
+    .map((line) => Object.assign(document.createElement('li'), { textContent: line })));
+  $('referral').closest('section').hidden = !$('referral').children.length;
+  $('rate-form').reset();
+  $('rate-form').hidden = false;
+  $('rated').hidden = true;
+  $('again').className = 'secondary big';   // rating first; talking again is there too
+  updateStars();
+  updateComment();
+  show('v-ended');
+}
+
+// ---- rating ----
+
+STARS.forEach((words, i) => {
+  const input = Object.assign(document.createElement('input'),
+    { type: 'radio', name: 'score', value: String(i + 1), id: `score-${i + 1}`, className: 'sr-only' });
+  const label = Object.assign(document.createElement('label'), { htmlFor: input.id, className: 'star' });
+  const glyph = Object.assign(document.createElement('span'), { textContent: '★' });
+  glyph.setAttribute('aria-hidden', 'true');
+  const text = Object.assign(document.createElement('span'),
+    { className: 'sr-only', textContent: `${i + 1} star${i ? 's' : ''}, ${words.toLowerCase()}` });
+  label.append(glyph, text);
+  $('stars').append(input, label);
+});
+$('stars').addEventListener('change', updateStars);
+
+function score() {
+  const c = document.querySelector('input[name=score]:checked');
+  return c ? Number(c.value) : 0;
+}
+
+function updateStars() {
+  const s = score();
+  setText('score-words', s ? `${s} of 5 — ${STARS[s - 1]}` : 'Choose from 1 to 5 stars.');
+}
+
+$('comment').addEventListener('input', updateComment);
+function updateComment() {
+  const left = COMMENT_MAX - utf8.encode($('comment').value).length;
+  setText('comment-left', left >= 0 ? `${left} characters left` : `${-left} characters too many`);
+}
+
+$('rate-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const s = score();
+  if (!s) {
+    setText('score-words', 'Please choose from 1 to 5 stars first — or simply skip it.');
+    $('score-1').focus();
+    return;
+  }
+  const comment = $('comment').value.trim();
+  if (utf8.encode(comment).length > COMMENT_MAX) {
+    $('comment').focus();   // the counter under it says how much is over
+    return;
+  }
+  const msg = { type: 'rate', score: s };
+  if (comment) msg.comment = comment;
+  sock.send(msg);
+});
+
+function onRated() {
+  rated = true;
+  phase = 'idle';
+  $('rate-form').hidden = true;
+  $('rated').textContent = 'Thank you — your rating helps us listen better.';
+  $('rated').hidden = false;
+  $('again').className = 'primary big';
+  $('again').focus();
+}
+
+$('again').addEventListener('click', () => backToStart(''));
+
+// ---- connection ----
+
+connectionBanner(sock, $('banner'));
+
+sock.addEventListener('state', ({ detail }) => {
+  $('talk').disabled = detail.state !== 'open' || phase === 'joining';
+  setText('conn-status', detail.state === 'open' ? '' : 'Connecting…');
+  if (detail.state !== 'down') return;
+  if (phase === 'joining' || phase === 'waiting') {
+    lost = 'waiting';
+    setText('position', 'Reconnecting…');
+    setText('estimate', '');
+    $('nobody').hidden = true;
+  } else if (phase === 'in_session') {
+    lost = 'in_session';
+  }
+  clearInterval(waitTick);
+  chat.stop();
+  slot.stop();
+});
+
+function onWelcome(m) {
+  setText('slot-len', minutes(m.slot_s));
+  const was = phase;
+  phase = m.state;
+  if (lost === 'waiting') {
+    backToStart("The connection dropped, and with it your place in line. We're sorry. "
+      + 'Tap Talk now to join again — you\'ll be connected as soon as someone is free.');
+  } else if (lost === 'in_session') {
+    backToStart('The connection dropped and your conversation had to end. We\'re sorry — '
+      + "that isn't how it should end. If you'd like to keep talking, tap Talk now.");
+  } else if (was === 'ended' && !rated) {
+    $('rate-form').hidden = true;
+    $('rated').textContent = 'The connection dropped, so this conversation can no longer be rated.';
+    $('rated').hidden = false;
+    $('again').className = 'primary big';
+  }
+  lost = null;
+}
+
+function onError(m) {
+  const text = ERRORS[m.code];
+  if (m.ref === 'talk_now') {
+    backToStart(text || `We couldn't add you to the line (${m.reason}). Please try again.`);
+    return;
+  }
+  if (m.ref === 'rate') {
+    $('rate-form').hidden = true;
+    $('rated').textContent = "Your rating couldn't be sent, but thank you for wanting to share it.";
+    $('rated').hidden = false;
+    return;
+  }
+  if (text) alertText(text);
+  else console.warn('earshot error', m);
+}
+
+sock.addEventListener('refused', ({ detail }) => {
+  backToStart(`This page couldn't connect (${detail.reason}). Please open it again from your earshot app.`);
+  setText('conn-status', 'Not connected.');
+});
+
+sock.addEventListener('message', ({ detail: m }) => {
+  if (chat.handle(m)) return;
+  switch (m.type) {
+  case 'welcome': onWelcome(m); break;
+  case 'queue': onQueue(m); break;
+  case 'cancelled': backToStart("You left the line. Whenever you're ready, we're here."); break;
+  case 'session_start': onSessionStart(m); break;
+  case 'slot_warning': slot.warning(m.remaining_s); break;
+  case 'slot_over': slot.over(m.grace_s); break;
+  case 'session_end': onSessionEnd(m); break;
+  case 'rated': onRated(); break;
+  case 'error': onError(m); break;
+  case 'going_away': announce('earshot is restarting; this page will reconnect by itself.'); break;
+  default: break;
+  }
+});
+
+sock.connect();

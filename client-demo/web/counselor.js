@@ -1,0 +1,325 @@
+// counselor.js - the console a counselor keeps open during a shift: sign
+// in (name, strengths), available / away, offers that chime and ring down
+// with Accept / Decline, the session (chat, timer, warnings, End), the
+// wrap-up pause, and staying connected for hours through reconnects.
+import { EarshotSocket, tokenFor } from './socket.js';
+import { Chat } from './chat.js';
+import { SlotTimer, minutes } from './slot.js';
+import { askNotifications, chime, flashTitle, notificationsSupported, notify,
+  unlockAudio } from './attention.js';
+import { $, TOPICS, announce, clock, connectionBanner, duration, endButton, setText,
+  showView, topicLabel } from './ui.js';
+
+const VIEWS = ['v-signin', 'v-desk', 'v-session'];
+const STATES = {
+  away: ["You're away", "You won't be offered conversations. Set yourself available when you're ready."],
+  available: ["You're available", "You'll hear a soft chime when someone who needs to talk is offered to you."],
+  ringing: ['Incoming offer', 'Someone is waiting: accept or decline below.'],
+  busy: ['In a conversation', ''],
+  wrapup: ['Wrap-up', 'Take a moment for yourself: notes, a breath, a glass of water.'],
+  offline: ['Not connected', "Offers can't reach you until the connection is back. "
+    + 'This page keeps trying by itself.'],
+};
+const REASONS = {
+  missed_offers: "You were set away after offers rang out unanswered — it looked like you'd "
+    + "stepped away. Set yourself available when you're back.",
+  wrapup_done: "Wrap-up finished — you're available again.",
+};
+const GONE = {
+  timeout: 'The offer rang out and went to the next counselor. The person keeps their place.',
+  client_left: 'The person left the line before you answered.',
+};
+const ENDED = {
+  slot_over: 'the time was up',
+  ended_by_client: 'the person ended it',
+  ended_by_counselor: 'you ended it',
+  peer_left: "the person's connection dropped",
+  shutdown: 'the server restarted',
+};
+const SKILLS_KEY = 'earshot.counselor.skills';
+const NAME_KEY = 'earshot.counselor.name';
+
+let sock = null;
+let chat = null;
+let state = 'away';          // the server's last word on our state
+let want = 'away';           // what the counselor last chose
+let lostSession = false;     // a drop ended the session we were in
+let signedIn = false;
+let offer = null;            // { id, deadline, tick, stopTitle, note }
+let wrapupTick = null;
+
+const slot = new SlotTimer($('slot-timer'), $('slot-notice'), {
+  warning: (s) => (s > 90
+    ? `${minutes(s)} left — a good time to start guiding toward a close and next steps.`
+    : 'About a minute left — time to say goodbye gently.'),
+  over: (g) => `Time is up: ${g} seconds of goodbye grace, then the conversation closes.`,
+});
+
+function show(view, focus) {
+  alertText('');
+  showView(VIEWS, view, focus);
+}
+
+function alertText(text) {
+  $('alert').textContent = text;
+  $('alert').hidden = !text;
+}
+
+function deskNote(text) {
+  $('desk-note').textContent = text;
+  $('desk-note').hidden = !text;
+}
+
+// ---- sign in ----
+
+const savedSkills = (localStorage.getItem(SKILLS_KEY) || '').split(',');
+for (const [value, label] of TOPICS) {
+  const box = Object.assign(document.createElement('input'),
+    { type: 'checkbox', name: 'skills', value, checked: savedSkills.includes(value) });
+  const l = Object.assign(document.createElement('label'), { className: 'choice' });
+  l.append(box, ` ${label}`);
+  $('skills').append(l);
+}
+$('name').value = localStorage.getItem(NAME_KEY) || '';
+
+$('signin-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const name = $('name').value.trim();
+  if (!name || new TextEncoder().encode(name).length > 64) {
+    setText('signin-status', 'Please enter a name of at most 64 characters.');
+    $('name').focus();
+    return;
+  }
+  const skills = [...document.querySelectorAll('input[name=skills]:checked')].map((b) => b.value);
+  localStorage.setItem(NAME_KEY, name);
+  localStorage.setItem(SKILLS_KEY, skills.join(','));
+  unlockAudio();   // this click lets later chimes play
+  signIn({ name, skills: skills.join(',') });
+});
+
+async function signIn(claims) {
+  $('signin').disabled = true;
+  setText('signin-status', 'Signing in…');
+  let token;
+  try {
+    token = await tokenFor('counselor', claims);
+  } catch (err) {
+    setText('signin-status', err.message);
+    $('signin').disabled = false;
+    return;
+  }
+  sock = new EarshotSocket({ role: 'counselor', token });
+  chat = new Chat($('chat'), sock);
+  connectionBanner(sock, $('banner'));
+  sock.addEventListener('state', onSocketState);
+  sock.addEventListener('message', ({ detail }) => onMessage(detail));
+  sock.addEventListener('refused', ({ detail }) => onRefused(detail));
+  sock.connect();
+}
+
+function onRefused(m) {
+  signedIn = false;
+  endOffer();
+  chat.stop();
+  slot.stop();
+  $('who').hidden = true;
+  $('signin').disabled = false;
+  const why = {
+    replaced: 'You signed in from another tab or window, so this one stopped. Sign in again here to move back.',
+    token_expired: 'Your sign-in has expired. Please sign in again.',
+  }[m.code] || `Signing in was refused (${m.reason}).`;
+  show('v-signin');
+  setText('signin-status', why);
+}
+
+// ---- state ----
+
+function renderState(s, reason, wrapupS) {
+  state = s;
+  const [title, detail] = STATES[s] || [s, ''];
+  setText('state-h', title);
+  setText('state-detail', REASONS[reason] || detail);
+  $('state-card').dataset.state = s;
+  $('go-available').hidden = !(s === 'away' || s === 'wrapup');
+  setText('go-available', s === 'wrapup' ? 'Set available now' : 'Set available');
+  $('go-away').hidden = !(s === 'available' || s === 'wrapup');
+  if (s !== 'ringing') endOffer();
+  clearInterval(wrapupTick);
+  $('wrapup-left').hidden = s !== 'wrapup';
+  if (s === 'wrapup') {
+    const until = Date.now() + (wrapupS || 0) * 1000;
+    const tick = () => setText('wrapup-left',
+      `New conversations in ${clock((until - Date.now()) / 1000)}`);
+    tick();
+    wrapupTick = setInterval(tick, 250);
+  }
+}
+
+// While the connection is down the choice is kept and applied on reconnect.
+function choose(s) {
+  want = s;
+  if (!sock.send({ type: 'set_state', state: s }))
+    deskNote(`Not connected right now: you'll be set ${s} as soon as the connection is back.`);
+}
+$('go-available').addEventListener('click', () => choose('available'));
+$('go-away').addEventListener('click', () => choose('away'));
+
+// ---- offers ----
+
+function onOffer(m) {
+  endOffer();
+  const deadline = performance.now() + m.ring_s * 1000;
+  const tick = () => {
+    const left = Math.max(0, (deadline - performance.now()) / 1000);
+    setText('ring-n', String(Math.ceil(left)));
+    $('ring-arc').setAttribute('stroke-dashoffset', String(100 - (100 * left) / m.ring_s));
+  };
+  const topic = topicLabel(m.topic);
+  setText('offer-topic', topic);
+  setText('offer-mode', m.mode === 'voice' ? 'voice' : 'text');
+  setText('offer-waited', m.waited_s < 5 ? 'just joined' : duration(m.waited_s));
+  $('accept').disabled = false;
+  $('decline').disabled = false;
+  deskNote('');
+  tick();
+  offer = {
+    id: m.offer_id,
+    tick: setInterval(tick, 250),
+    stopTitle: flashTitle('(•) Someone is waiting — earshot'),
+    note: notify('Someone is waiting to talk', `${topic} · by ${m.mode} · ${m.ring_s} s to answer`),
+  };
+  $('offer').hidden = false;
+  chime();
+  $('accept').focus();
+  announce(`Someone is waiting to talk about ${topic}. Accept or decline.`);
+}
+
+function endOffer() {
+  if (!offer) return;
+  clearInterval(offer.tick);
+  offer.stopTitle();
+  if (offer.note) offer.note.close();
+  offer = null;
+  $('offer').hidden = true;
+}
+
+$('accept').addEventListener('click', () => {
+  if (!offer) return;
+  $('accept').disabled = true;
+  $('decline').disabled = true;
+  sock.send({ type: 'accept', offer_id: offer.id });
+});
+$('decline').addEventListener('click', () => {
+  if (!offer) return;
+  sock.send({ type: 'decline', offer_id: offer.id });
+  endOffer();
+  $('go-away').focus();
+});
+
+function onOfferGone(m) {
+  if (!offer || offer.id !== m.offer_id) return;
+  endOffer();
+  if (GONE[m.reason]) deskNote(GONE[m.reason]);
+}
+
+// ---- session ----
+
+function onSessionStart(m) {
+  endOffer();
+  setText('session-topic', `Topic: ${topicLabel(m.topic)} · by ${m.mode}`);
+  setText('session-h', m.peer ? `In a conversation with ${m.peer}` : 'In a conversation');
+  chat.start(m.peer || 'The person');
+  slot.start(m.remaining_s);
+  resetEnd();
+  show('v-session', 'chat-text');
+  announce('The conversation has started.');
+}
+
+const resetEnd = endButton(() => sock.send({ type: 'end' }));
+
+function onSessionEnd(m) {
+  chat.stop();
+  slot.stop();
+  show('v-desk');
+  deskNote(`The conversation has ended: ${ENDED[m.reason] || 'it is closed'}.`);
+}
+
+// ---- connection ----
+
+function onSocketState({ detail }) {
+  if (detail.state !== 'down' || state === 'offline') return;
+  if (state === 'busy') lostSession = true;
+  chat.stop();
+  slot.stop();
+  renderState('offline');
+}
+
+function onWelcome(m) {
+  const first = !signedIn;
+  signedIn = true;
+  $('who').hidden = false;
+  setText('who', m.name ? `Signed in as ${m.name}` : 'Signed in');
+  renderState(m.state);
+  if (first) {
+    setText('signin-status', '');
+    show('v-desk');
+    return;
+  }
+  if (lostSession) {
+    lostSession = false;
+    want = 'away';
+    show('v-desk');
+    deskNote("The connection dropped and your conversation had to end. You're set away: "
+      + 'set yourself available when you are ready.');
+  } else if (want === 'available' && m.state === 'away') {
+    sock.send({ type: 'set_state', state: 'available' });
+    deskNote("The connection dropped for a moment; you're available again.");
+  } else {
+    deskNote('');
+  }
+}
+
+function onMessage(m) {
+  if (chat.handle(m)) return;
+  switch (m.type) {
+  case 'welcome': onWelcome(m); break;
+  case 'state':
+    renderState(m.state, m.reason, m.wrapup_s);
+    if (m.reason === 'missed_offers') want = 'away';
+    if (m.state === 'available' && m.reason === 'wrapup_done') deskNote('');
+    break;
+  case 'offer': onOffer(m); break;
+  case 'offer_gone': onOfferGone(m); break;
+  case 'session_start': onSessionStart(m); break;
+  case 'slot_warning': slot.warning(m.remaining_s); break;
+  case 'slot_over': slot.over(m.grace_s); break;
+  case 'session_end': onSessionEnd(m); break;
+  case 'going_away': announce('The server is restarting; this console will reconnect by itself.'); break;
+  case 'error':
+    if (m.code === 'rate_limited') alertText("That was a lot at once; some of it wasn't sent.");
+    else if (m.code === 'no_such_offer') endOffer();
+    else console.warn('earshot error', m);
+    break;
+  default: break;
+  }
+}
+
+// ---- alerts ----
+
+function showNotifyState(result) {
+  const supported = notificationsSupported();
+  const perm = supported ? Notification.permission : 'unsupported';
+  $('notify-on').hidden = perm !== 'default';
+  setText('notify-status', {
+    granted: 'Desktop notifications are on.',
+    denied: "Desktop notifications are blocked in this browser's site settings.",
+    unsupported: "This browser can't show desktop notifications.",
+  }[perm] || (result === 'default' ? 'Notifications were not turned on.' : ''));
+}
+$('notify-on').addEventListener('click', async () => showNotifyState(await askNotifications()));
+$('test-chime').addEventListener('click', () => chime());
+showNotifyState();
+
+// In production the hosting app hands the token over in the URL fragment:
+// sign in at once with the name and strengths it carries.
+if (new URLSearchParams(location.hash.slice(1)).get('token')) signIn({});
