@@ -7,7 +7,7 @@ import { EarshotSocket, tokenFor } from './socket.js';
 import { Chat } from './chat.js';
 import { SlotTimer, minutes } from './slot.js';
 import { $, TOPICS, announce, clock, connectionBanner, duration, endButton, setText, showView,
-  topicLabel } from './ui.js';
+  topicLabel, setNote } from './ui.js';
 
 const VIEWS = ['v-start', 'v-wait', 'v-session', 'v-ended'];
 const STARS = ['Not helpful', 'A little helpful', 'Okay', 'Helpful', 'Very helpful'];
@@ -45,18 +45,8 @@ const slot = new SlotTimer($('slot-timer'), $('slot-notice'), {
 });
 
 function show(view, focus) {
-  alertText('');
+  setNote('alert', '');
   showView(VIEWS, view, focus);
-}
-
-function alertText(text) {
-  $('alert').textContent = text;
-  $('alert').hidden = !text;
-}
-
-function startNote(text) {
-  $('start-note').textContent = text;
-  $('start-note').hidden = !text;
 }
 
 // ---- start ----
@@ -103,7 +93,7 @@ function backToStart(note) {
   phase = 'idle';
   clearInterval(waitTick);
   $('talk').disabled = sock.state !== 'open';
-  startNote(note);
+  setNote('start-note', note);
   show('v-start');
 }
 
@@ -255,7 +245,7 @@ function onError(m) {
     $('rated').hidden = false;
     return;
   }
-  if (text) alertText(text);
+  if (text) setNote('alert', text);
   else console.warn('earshot error', m);
 }
 

@@ -8,7 +8,7 @@ import { SlotTimer, minutes } from './slot.js';
 import { askNotifications, chime, flashTitle, notificationsSupported, notify,
   unlockAudio } from './attention.js';
 import { $, TOPICS, announce, clock, connectionBanner, duration, endButton, setText,
-  showView, topicLabel } from './ui.js';
+  showView, topicLabel, setNote } from './ui.js';
 
 const VIEWS = ['v-signin', 'v-desk', 'v-session'];
 const STATES = {
@@ -56,18 +56,8 @@ const slot = new SlotTimer($('slot-timer'), $('slot-notice'), {
 });
 
 function show(view, focus) {
-  alertText('');
+  setNote('alert', '');
   showView(VIEWS, view, focus);
-}
-
-function alertText(text) {
-  $('alert').textContent = text;
-  $('alert').hidden = !text;
-}
-
-function deskNote(text) {
-  $('desk-note').textContent = text;
-  $('desk-note').hidden = !text;
 }
 
 // ---- sign in ----
@@ -159,7 +149,7 @@ function renderState(s, reason, wrapupS) {
 function choose(s) {
   want = s;
   if (!sock.send({ type: 'set_state', state: s }))
-    deskNote(`Not connected right now: you'll be set ${s} as soon as the connection is back.`);
+    setNote('desk-note', `Not connected right now: you'll be set ${s} as soon as the connection is back.`);
 }
 $('go-available').addEventListener('click', () => choose('available'));
 $('go-away').addEventListener('click', () => choose('away'));
@@ -180,7 +170,7 @@ function onOffer(m) {
   setText('offer-waited', m.waited_s < 5 ? 'just joined' : duration(m.waited_s));
   $('accept').disabled = false;
   $('decline').disabled = false;
-  deskNote('');
+  setNote('desk-note', '');
   tick();
   offer = {
     id: m.offer_id,
@@ -219,7 +209,7 @@ $('decline').addEventListener('click', () => {
 function onOfferGone(m) {
   if (!offer || offer.id !== m.offer_id) return;
   endOffer();
-  if (GONE[m.reason]) deskNote(GONE[m.reason]);
+  if (GONE[m.reason]) setNote('desk-note', GONE[m.reason]);
 }
 
 // ---- session ----
@@ -241,7 +231,7 @@ function onSessionEnd(m) {
   chat.stop();
   slot.stop();
   show('v-desk');
-  deskNote(`The conversation has ended: ${ENDED[m.reason] || 'it is closed'}.`);
+  setNote('desk-note', `The conversation has ended: ${ENDED[m.reason] || 'it is closed'}.`);
 }
 
 // ---- connection ----
@@ -269,13 +259,13 @@ function onWelcome(m) {
     lostSession = false;
     want = 'away';
     show('v-desk');
-    deskNote("The connection dropped and your conversation had to end. You're set away: "
+    setNote('desk-note', "The connection dropped and your conversation had to end. You're set away: "
       + 'set yourself available when you are ready.');
   } else if (want === 'available' && m.state === 'away') {
     sock.send({ type: 'set_state', state: 'available' });
-    deskNote("The connection dropped for a moment; you're available again.");
+    setNote('desk-note', "The connection dropped for a moment; you're available again.");
   } else {
-    deskNote('');
+    setNote('desk-note', '');
   }
 }
 
@@ -286,7 +276,7 @@ function onMessage(m) {
   case 'state':
     renderState(m.state, m.reason, m.wrapup_s);
     if (m.reason === 'missed_offers') want = 'away';
-    if (m.state === 'available' && m.reason === 'wrapup_done') deskNote('');
+    if (m.state === 'available' && m.reason === 'wrapup_done') setNote('desk-note', '');
     break;
   case 'offer': onOffer(m); break;
   case 'offer_gone': onOfferGone(m); break;
@@ -296,7 +286,7 @@ function onMessage(m) {
   case 'session_end': onSessionEnd(m); break;
   case 'going_away': announce('The server is restarting; this console will reconnect by itself.'); break;
   case 'error':
-    if (m.code === 'rate_limited') alertText("That was a lot at once; some of it wasn't sent.");
+    if (m.code === 'rate_limited') setNote('alert', "That was a lot at once; some of it wasn't sent.");
     else if (m.code === 'no_such_offer') endOffer();
     else console.warn('earshot error', m);
     break;

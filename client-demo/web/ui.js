@@ -34,6 +34,12 @@ export function setText(id, text) {
   $(id).textContent = text;
 }
 
+// A notice that is shown only while it has something to say.
+export function setNote(id, text) {
+  $(id).textContent = text;
+  $(id).hidden = !text;
+}
+
 // 0 → "0:00", 75 → "1:15", 3700 → "1:01:40".
 export function clock(seconds) {
   const s = Math.max(0, Math.ceil(seconds));

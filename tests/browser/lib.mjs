@@ -6,6 +6,7 @@ import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -81,4 +82,20 @@ export async function launch() {
 export async function screenshot(page, name) {
   mkdirSync(shotsDir, { recursive: true });
   await page.screenshot({ path: join(shotsDir, `${name}.png`), fullPage: true });
+}
+
+// Wait until `locator`'s text matches `re`; fail with the text last seen.
+export async function waitText(locator, re, timeout = 20000) {
+  const until = Date.now() + timeout;
+  let last = '(nothing: not on the page)';
+  for (;;) {
+    const text = await locator.textContent({ timeout: 500 }).catch(() => null);
+    if (text !== null) {
+      last = text;
+      if (re.test(text) && await locator.isVisible()) return text;
+    }
+    if (Date.now() > until) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.fail(`expected ${re} in ${locator}, last saw ${JSON.stringify(last)}`);
 }

@@ -5,25 +5,10 @@
 // in line was lost and offered Talk now; the counselor is available again.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, screenshot, startServer } from './lib.mjs';
+import { launch, screenshot, startServer, waitText } from './lib.mjs';
 
 const WAIT = 20000;
 
-// Wait until `locator`'s text matches `re`; fail with the text last seen.
-async function waitText(locator, re, timeout = WAIT) {
-  const until = Date.now() + timeout;
-  let last = '(nothing: not on the page)';
-  for (;;) {
-    const text = await locator.textContent({ timeout: 500 }).catch(() => null);
-    if (text !== null) {
-      last = text;
-      if (re.test(text) && await locator.isVisible()) return text;
-    }
-    if (Date.now() > until) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`expected ${re} in ${locator}, last saw ${JSON.stringify(last)}`);
-}
 
 test('both pages reconnect by themselves and say what was lost', async (t) => {
   let server = await startServer();
