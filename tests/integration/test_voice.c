@@ -68,7 +68,7 @@ static double dominant_hz(const char *path)
 	size_t n = 0;
 	if (wav_read_mono(path, &pcm, &n, err, sizeof err) != 0)
 		fail_msg("%s", err);
-	assert_true(n > 48000);  /* more than a second of audio */
+	assert_true(n > 48000);  /* more than a second of audio: what was received, plus concealment */
 	size_t from = n / 4, len = n / 2;
 	double best = 0, best_hz = 0;
 	for (double hz = 200; hz <= 2000; hz += 20) {
@@ -118,9 +118,12 @@ static void run_call(const char *const *server_args)
 	assert_int_equal(h_proc_reap(&k), 0);
 	assert_int_equal(h_server_stop(&srv), 0);
 
-	/* About 150 frames each way; at least 98% arrived, in order. */
-	assert_in_range(cs.sent, 140, 160);
-	assert_in_range(ks.sent, 140, 160);
+	/* At least 98% of what each side sent arrived, in order. How much was
+	 * sent depends on the machine (a busy or sanitized client skips frames
+	 * it could not send on time, by design), so only ask for enough to
+	 * analyse: over a second of audio, at most the three seconds asked. */
+	assert_in_range(cs.sent, 60, 160);
+	assert_in_range(ks.sent, 60, 160);
 	assert_true(ks.received * 100 >= cs.sent * 98);
 	assert_true(cs.received * 100 >= ks.sent * 98);
 	assert_int_equal(cs.out_of_order, 0);
