@@ -1,10 +1,14 @@
 // client.js - the page for a person who needs to talk: choose a topic,
 // "Talk now", wait in line (position, estimated wait), chat in a session
 // with its slot timer and gentle warnings, then referral and a rating.
+// By voice, the microphone is asked for before joining the line, and the
+// session adds the call panel above the chat.
 // A dropped connection is retried by the socket; since a place in line or
 // a session does not survive it yet, the page says plainly what was lost.
 import { EarshotSocket, tokenFor } from './socket.js';
 import { Chat } from './chat.js';
+import { CallPanel } from './callpanel.js';
+import { checkMicrophone, unlockVoice, voiceUnsupported } from './voice.js';
 import { SlotTimer, minutes } from './slot.js';
 import { $, TOPICS, announce, clock, connectionBanner, duration, endButton, setText, showView,
   topicLabel, setNote } from './ui.js';
@@ -25,6 +29,14 @@ const ERRORS = {
   rate_limited: "That was a lot at once; some of it wasn't sent. Please wait a moment.",
   too_large: 'That was too long to send in one piece.',
 };
+const MIC_PROBLEMS = {
+  denied: "Your microphone is blocked for this page. Allow it in your browser's site settings and "
+    + 'tap Talk now again, or choose to talk by text.',
+  missing: 'No microphone was found. Connect one and tap Talk now again, or choose to talk by text.',
+  busy: 'Another program is using your microphone. Close it and tap Talk now again, or choose to '
+    + 'talk by text.',
+  failed: "Your microphone couldn't be opened. You can try again, or choose to talk by text.",
+};
 const utf8 = new TextEncoder();
 
 // What the server holds for us: idle, joining (talk_now sent), waiting,
@@ -37,6 +49,7 @@ let waitTick = null;
 
 const sock = new EarshotSocket({ role: 'client', token: await tokenFor('client') });
 const chat = new Chat($('chat'), sock);
+const call = new CallPanel($('call'));
 const slot = new SlotTimer($('slot-timer'), $('slot-notice'), {
   warning: (s) => (s > 90
     ? `About ${minutes(s)} left. There's time to start bringing things together.`
@@ -53,9 +66,27 @@ function show(view, focus) {
 
 for (const [value, label] of TOPICS) $('topic').append(new Option(label, value));
 
-$('start-form').addEventListener('submit', (e) => {
+const noVoice = voiceUnsupported();
+if (noVoice) {
+  const radio = document.querySelector('input[name=mode][value=voice]');
+  radio.disabled = true;
+  radio.closest('label').classList.add('disabled');
+  setText('voice-why', `(${noVoice})`);
+}
+
+$('start-form').addEventListener('submit', async (e) => {
   e.preventDefault();
-  if (!sock.send({ type: 'talk_now', topic: $('topic').value, mode: 'text' })) return;
+  const mode = document.querySelector('input[name=mode]:checked').value;
+  if (mode === 'voice') {
+    unlockVoice();   // this tap lets the counselor's voice play later
+    $('talk').disabled = true;
+    setNote('start-note', 'Checking your microphone…');
+    const problem = await checkMicrophone();
+    $('talk').disabled = sock.state !== 'open';
+    setNote('start-note', MIC_PROBLEMS[problem] || '');
+    if (problem) return;
+  }
+  if (!sock.send({ type: 'talk_now', topic: $('topic').value, mode })) return;
   phase = 'joining';
   lost = null;
   $('talk').disabled = true;
@@ -108,8 +139,15 @@ function onSessionStart(m) {
   chat.start(m.peer || 'The counselor');
   slot.start(m.remaining_s);
   resetEnd();
-  show('v-session', 'chat-text');
-  announce(`${who} has joined. Type whenever you're ready.`);
+  if (m.mode === 'voice') {
+    call.start(m, sock, m.peer || 'The counselor');
+    show('v-session', 'session-h');
+    announce(`${who} has joined. Speak whenever you're ready; you can also write.`);
+  } else {
+    call.hide();
+    show('v-session', 'chat-text');
+    announce(`${who} has joined. Type whenever you're ready.`);
+  }
 }
 
 const resetEnd = endButton(() => sock.send({ type: 'end' }));
@@ -119,6 +157,7 @@ function onSessionEnd(m) {
   rated = false;
   chat.stop();
   slot.stop();
+  call.hide();
   setText('end-reason', END_REASONS[m.reason] || 'The conversation has ended.');
   $('referral').replaceChildren(...(m.referral || '').split('\n').filter(Boolean)
     .map((line) => Object.assign(document.createElement('li'), { textContent: line })));
@@ -212,6 +251,7 @@ sock.addEventListener('state', ({ detail }) => {
   clearInterval(waitTick);
   chat.stop();
   slot.stop();
+  call.stop();
 });
 
 function onWelcome(m) {
@@ -255,7 +295,7 @@ sock.addEventListener('refused', ({ detail }) => {
 });
 
 sock.addEventListener('message', ({ detail: m }) => {
-  if (chat.handle(m)) return;
+  if (chat.handle(m) || call.handle(m)) return;
   switch (m.type) {
   case 'welcome': onWelcome(m); break;
   case 'queue': onQueue(m); break;

@@ -4,6 +4,8 @@
 // wrap-up pause, and staying connected for hours through reconnects.
 import { EarshotSocket, tokenFor } from './socket.js';
 import { Chat } from './chat.js';
+import { CallPanel } from './callpanel.js';
+import { unlockVoice } from './voice.js';
 import { SlotTimer, minutes } from './slot.js';
 import { askNotifications, chime, flashTitle, notificationsSupported, notify,
   unlockAudio } from './attention.js';
@@ -47,6 +49,7 @@ let lostSession = false;     // a drop ended the session we were in
 let signedIn = false;
 let offer = null;            // { id, deadline, tick, stopTitle, note }
 let wrapupTick = null;
+const call = new CallPanel($('call'));
 
 const slot = new SlotTimer($('slot-timer'), $('slot-notice'), {
   warning: (s) => (s > 90
@@ -112,6 +115,7 @@ function onRefused(m) {
   endOffer();
   chat.stop();
   slot.stop();
+  call.stop();
   $('who').hidden = true;
   $('signin').disabled = false;
   const why = {
@@ -174,6 +178,7 @@ function onOffer(m) {
   tick();
   offer = {
     id: m.offer_id,
+    mode: m.mode,
     tick: setInterval(tick, 250),
     stopTitle: flashTitle('(•) Someone is waiting — earshot'),
     note: notify('Someone is waiting to talk', `${topic} · by ${m.mode} · ${m.ring_s} s to answer`),
@@ -197,6 +202,7 @@ $('accept').addEventListener('click', () => {
   if (!offer) return;
   $('accept').disabled = true;
   $('decline').disabled = true;
+  if (offer.mode === 'voice') unlockVoice();   // this click lets the person's voice play
   sock.send({ type: 'accept', offer_id: offer.id });
 });
 $('decline').addEventListener('click', () => {
@@ -221,7 +227,13 @@ function onSessionStart(m) {
   chat.start(m.peer || 'The person');
   slot.start(m.remaining_s);
   resetEnd();
-  show('v-session', 'chat-text');
+  if (m.mode === 'voice') {
+    call.start(m, sock, m.peer || 'The person');
+    show('v-session', 'session-h');
+  } else {
+    call.hide();
+    show('v-session', 'chat-text');
+  }
   announce('The conversation has started.');
 }
 
@@ -230,6 +242,7 @@ const resetEnd = endButton(() => sock.send({ type: 'end' }));
 function onSessionEnd(m) {
   chat.stop();
   slot.stop();
+  call.hide();
   show('v-desk');
   setNote('desk-note', `The conversation has ended: ${ENDED[m.reason] || 'it is closed'}.`);
 }
@@ -241,6 +254,7 @@ function onSocketState({ detail }) {
   if (state === 'busy') lostSession = true;
   chat.stop();
   slot.stop();
+  call.stop();
   renderState('offline');
 }
 
@@ -270,7 +284,7 @@ function onWelcome(m) {
 }
 
 function onMessage(m) {
-  if (chat.handle(m)) return;
+  if (chat.handle(m) || call.handle(m)) return;
   switch (m.type) {
   case 'welcome': onWelcome(m); break;
   case 'state':

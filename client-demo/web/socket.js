@@ -123,6 +123,11 @@ export class EarshotSocket extends EventTarget {
     return true;
   }
 
+  // Bytes sent but not yet on the network (0 when not connected).
+  bufferedAmount() {
+    return this.ws ? this.ws.bufferedAmount : 0;
+  }
+
   close() {
     this.stopped = true;
     clearTimeout(this.timer);

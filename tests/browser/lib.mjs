@@ -66,11 +66,14 @@ const flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
   '--autoplay-policy=no-user-gesture-required'];
 
 // A browser with its own fresh profile; close() removes the profile.
-export async function launch() {
+// `denyMicrophone`: the person says no when asked for the microphone.
+export async function launch({ denyMicrophone = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'earshot-chromium-'));
   const context = await chromium.launchPersistentContext(dir, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: flags,
+    args: denyMicrophone
+      ? [...flags.filter((f) => f !== '--use-fake-ui-for-media-stream'), '--deny-permission-prompts']
+      : flags,
     viewport: { width: 390, height: 800 },
   });
   return {
