@@ -9,7 +9,7 @@
 #   make SAN=1 ...  build with AddressSanitizer + UBSan into build-san/
 
 CC      ?= cc
-PKGS    := libwebsockets jansson libjwt openssl libsrtp2 opus
+PKGS    := libwebsockets jansson libjwt openssl libsrtp2 opus hiredis
 SAN     ?=
 B       := $(if $(SAN),build-san,build)
 SANITIZERS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -28,7 +28,8 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 CORE_SRC := proto/proto.c proto/rtp.c proto/media.c server/log.c server/config.c server/auth.c \
             server/matcher.c server/slot.c server/metrics.c server/quality.c
 # I/O: the loop glue, the transport and the hub that wires everything.
-SERVER_SRC := server/ws.c server/relay.c server/web.c server/hub.c server/session.c server/main.c
+SERVER_SRC := server/ws.c server/relay.c server/web.c server/store_mem.c server/store_redis.c \
+              server/hub.c server/session.c server/main.c
 CLIENT_LIB_SRC := client-demo/esclient.c client-demo/voice.c client-demo/wav.c
 CLIENT_SRC := client-demo/earshot.c
 LOADTEST_SRC := loadtest/loadtest.c
@@ -67,6 +68,14 @@ $(B)/version.h: FORCE
 	@if cmp -s $@.new $@; then rm -f $@.new; else mv $@.new $@; fi
 FORCE:
 $(B)/server/main.o $(B)/client-demo/earshot.o: $(B)/version.h
+
+# The Redis Functions of the shared queue, compiled in as one C string.
+$(B)/store_lua.h: server/store.lua
+	@mkdir -p $(B)
+	@{ echo '#define STORE_LUA \'; \
+	   sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n" \\/' $<; \
+	   echo '""'; } > $@
+$(B)/server/store_redis.o: $(B)/store_lua.h
 
 $(B)/libcore.a: $(CORE_OBJ)
 	ar rcs $@ $^

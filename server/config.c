@@ -111,6 +111,14 @@ static const struct directive {
 	  "no audio this long from an unmuted party: both sides are told" },
 	{ "link-report", T_DURATION, FIELD(link_report), 0, 1, 60, "5s", 0,
 	  "interval of link-quality reports in voice sessions" },
+	{ "redis", T_STRING, FIELD(redis), 0, 0, 0, "", 0,
+	  "redis://host[:port][/db]: share presence and one queue with other nodes "
+	  "(empty: the embedded in-memory store, one node)" },
+	{ "node-id", T_STRING, FIELD(node_id), 0, 0, 0, "", 0,
+	  "this node's name in Redis, 1-40 of A-Z a-z 0-9 . _ - (empty: random at start)" },
+	{ "presence-ttl", T_DURATION, FIELD(presence_ttl), 0, 1, 300, "10s", 0,
+	  "a node that stops renewing its presence is gone after this long, and with it "
+	  "its counselors and the clients it had waiting" },
 	{ "referral", T_REFERRAL, FIELD(referral), offsetof(struct config, referral_set),
 	  0, 0,
 	  "If you are in danger now, call your local emergency number "
@@ -599,6 +607,17 @@ int config_validate(const struct config *c, char *err, size_t errlen)
 	}
 	if (c->time_scale > 1 && !c->dev_mode) {
 		config_err(err, errlen, NULL, "time-scale %d needs dev-mode yes", c->time_scale);
+		return -1;
+	}
+	if (c->redis[0] && strncmp(c->redis, "redis://", 8) != 0) {
+		config_quote(c->redis, q, sizeof(q));
+		config_err(err, errlen, NULL, "redis '%s' is not redis://host[:port][/db]", q);
+		return -1;
+	}
+	if (strspn(c->node_id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
+	    strlen(c->node_id)) {
+		config_quote(c->node_id, q, sizeof(q));
+		config_err(err, errlen, NULL, "node-id '%s' may hold only A-Z a-z 0-9 . _ -", q);
 		return -1;
 	}
 	if (strcmp(c->srtp_profile, "aead_aes_128_gcm") != 0 &&

@@ -98,49 +98,11 @@ static void conn_unhash(struct hub *h, struct conn *c)
 
 /* ---- queue positions and operator stats ---- */
 
-static void push_queue(struct hub *h)
-{
-	uint32_t pos = 0, online = matcher_online(&h->matcher);
-	struct list *it;
-	list_for_each(it, &h->matcher.queue) {
-		struct conn *c = list_entry(it, struct conn, mc.link);
-		uint32_t wait = matcher_estimate_s(&h->matcher, ++pos);
-		if (c->sent_pos == pos && c->sent_wait == wait && c->sent_online == online)
-			continue;
-		c->sent_pos = pos;
-		c->sent_wait = wait;
-		c->sent_online = online;
-		struct proto_msg m = { .type = PT_QUEUE, .position = pos, .wait_s = wait,
-		                       .counselors = online };
-		hub_send(c, &m);
-	}
-	h->matcher.queue_dirty = 0;
-}
-
-static void arm_match_timer(struct hub *h)
-{
-	int64_t next = matcher_next_deadline(&h->matcher);
-	ev_timer_stop(h->loop, &h->match_timer);
-	if (next == INT64_MAX)
-		return;
-	int64_t delay = next - hub_now_ms();
-	ev_timer_set(&h->match_timer, delay > 0 ? (double)delay / 1000.0 : 0.0, 0.0);
-	ev_timer_start(h->loop, &h->match_timer);
-}
-
-void hub_after_matcher(struct hub *h)
-{
-	arm_match_timer(h);
-	if (h->matcher.queue_dirty)
-		push_queue(h);
-	hub_stats_changed(h);
-}
-
 static void stats_fill(struct hub *h, struct proto_stats *s)
 {
 	int64_t now = hub_now_ms();
-	struct matcher_stats ms;
-	matcher_get_stats(&h->matcher, now, &ms);
+	struct store_stats ms;
+	h->store->ops->stats(h->store, &ms);
 	memset(s, 0, sizeof *s);
 	s->queue = ms.queue;
 	s->oldest_wait_s = ms.oldest_wait_s;
@@ -192,7 +154,9 @@ static void stats_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct hub *h = w->data;
 	stats_push(h, 0);
 	/* While someone waits, the oldest wait grows: look again in a second. */
-	if (h->matcher.queue_len > 0) {
+	struct store_stats ms;
+	h->store->ops->stats(h->store, &ms);
+	if (ms.queue > 0) {
 		ev_timer_set(&h->stats_timer, 1.0, 0.0);
 		ev_timer_start(h->loop, &h->stats_timer);
 	}
@@ -206,72 +170,120 @@ void hub_stats_changed(struct hub *h)
 	ev_timer_start(h->loop, &h->stats_timer);
 }
 
-/* ---- matcher actions ---- */
+/* ---- the store's events ---- */
 
-static void on_matcher_action(void *ctx, const struct matcher_action *a)
-{
-	struct hub *h = ctx;
-	struct conn *k = conn_by_id(h, a->counselor);
-	struct conn *c = a->client ? conn_by_id(h, a->client) : NULL;
-	struct proto_msg m = { .type = PT_NONE };
-	switch (a->type) {
-	case MA_OFFER:
-		m.type = PT_OFFER;
-		m.offer_id = a->offer_id;
-		m.waited_s = a->waited_s;
-		m.ring_s = (uint32_t)h->cfg.ring_timeout;
-		if (c) {
-			snprintf(m.topic, sizeof m.topic, "%s", c->mc.topic);
-			m.mode = c->mc.mode;
-		}
-		log_info("offer %lld: client %u to counselor %u", (long long)a->offer_id,
-		         a->client, a->counselor);
-		break;
-	case MA_OFFER_GONE:
-		m.type = PT_OFFER_GONE;
-		m.offer_id = a->offer_id;
-		snprintf(m.reason, sizeof m.reason, "%s", a->reason);
-		log_info("offer %lld to counselor %u withdrawn: %s", (long long)a->offer_id,
-		         a->counselor, a->reason);
-		break;
-	case MA_STATE:
-		m.type = PT_STATE;
-		m.state = a->state;
-		if (a->reason)
-			snprintf(m.reason, sizeof m.reason, "%s", a->reason);
-		if (a->state == ST_WRAPUP)
-			m.wrapup_s = (uint32_t)h->cfg.wrapup;
-		log_info("counselor %u is %s%s%s", a->counselor, proto_state_name(a->state),
-		         a->reason ? ": " : "", a->reason ? a->reason : "");
-		break;
-	case MA_MATCHED:
-		if (c && k)
-			session_start(h, c, k);
-		return;
-	}
-	if (k)
-		hub_send(k, &m);
-}
-
-static void match_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	(void)loop;
-	(void)revents;
-	struct hub *h = w->data;
-	matcher_tick(&h->matcher, hub_now_ms());
-	hub_after_matcher(h);
-}
-
-/* ---- messages by role ---- */
-
-static const char *matcher_err_code(int err)
+static const char *store_err_code(int err)
 {
 	switch (err) {
-	case MATCHER_NO_SUCH_OFFER: return "no_such_offer";
-	case MATCHER_FULL: return "server_busy";
+	case STORE_NO_SUCH_OFFER: return "no_such_offer";
+	case STORE_FULL: return "server_busy";
+	case STORE_DOWN: return "store_unavailable";
 	default: return "wrong_state";
 	}
 }
+
+static const char *store_err_reason(int err)
+{
+	switch (err) {
+	case STORE_NO_SUCH_OFFER: return "that offer is not yours or has gone";
+	case STORE_FULL: return "the queue is full; please try again soon";
+	case STORE_DOWN: return "the queue cannot be reached right now; please try again soon";
+	default: return "not possible in your current state";
+	}
+}
+
+static void on_result(struct hub *h, struct conn *c, const struct store_event *e)
+{
+	if (e->ref == PT_CANCEL) {
+		if (e->err || c->state != ST_WAITING)
+			return;   /* no longer in line: a session is starting */
+		c->state = ST_IDLE;
+		struct proto_msg r = { .type = PT_CANCELLED };
+		snprintf(r.reason, sizeof r.reason, "by_you");
+		hub_send(c, &r);
+		log_info("client %u left the queue", c->id);
+		return;
+	}
+	if (e->ref == PT_TALK_NOW && c->state == ST_WAITING)
+		c->state = ST_IDLE;
+	hub_error(c, store_err_code(e->err), store_err_reason(e->err), e->ref);
+	(void)h;
+}
+
+static void on_position(struct conn *c, const struct store_event *e)
+{
+	if (c->role != ROLE_CLIENT || c->state != ST_WAITING)
+		return;
+	if (c->sent_pos == e->position && c->sent_wait == e->wait_s &&
+	    c->sent_online == e->online)
+		return;
+	c->sent_pos = e->position;
+	c->sent_wait = e->wait_s;
+	c->sent_online = e->online;
+	struct proto_msg m = { .type = PT_QUEUE, .position = e->position, .wait_s = e->wait_s,
+	                       .counselors = e->online };
+	hub_send(c, &m);
+}
+
+static void on_store_event(void *ctx, const struct store_event *e)
+{
+	struct hub *h = ctx;
+	struct conn *c = conn_by_id(h, e->conn);
+	struct proto_msg m = { .type = PT_NONE };
+	hub_stats_changed(h);
+	if (!c)
+		return;   /* gone meanwhile */
+	switch (e->type) {
+	case SE_RESULT:
+		on_result(h, c, e);
+		return;
+	case SE_POSITION:
+		on_position(c, e);
+		return;
+	case SE_STATS:
+		return;   /* no conn: hub_stats_changed above */
+	case SE_OFFER:
+		m.type = PT_OFFER;
+		m.offer_id = e->offer_id;
+		m.waited_s = e->waited_s;
+		m.ring_s = (uint32_t)h->cfg.ring_timeout;
+		snprintf(m.topic, sizeof m.topic, "%s", e->topic);
+		m.mode = e->mode;
+		log_info("offer %lld: client %u to counselor %u", (long long)e->offer_id,
+		         e->client.conn, c->id);
+		break;
+	case SE_OFFER_GONE:
+		m.type = PT_OFFER_GONE;
+		m.offer_id = e->offer_id;
+		snprintf(m.reason, sizeof m.reason, "%s", e->reason);
+		log_info("offer %lld to counselor %u withdrawn: %s", (long long)e->offer_id,
+		         c->id, e->reason);
+		break;
+	case SE_STATE:
+		c->kstate = e->state;
+		m.type = PT_STATE;
+		m.state = e->state;
+		if (e->reason)
+			snprintf(m.reason, sizeof m.reason, "%s", e->reason);
+		if (e->state == ST_WRAPUP)
+			m.wrapup_s = (uint32_t)h->cfg.wrapup;
+		log_info("counselor %u is %s%s%s", c->id, proto_state_name(e->state),
+		         e->reason ? ": " : "", e->reason ? e->reason : "");
+		break;
+	case SE_MATCHED: {
+		struct conn *client = strcmp(e->client.node, h->node) == 0
+		                      ? conn_by_id(h, e->client.conn) : NULL;
+		if (client && client->role == ROLE_CLIENT && client->state == ST_WAITING)
+			session_start(h, client, c, e->topic, e->mode);
+		else if (c->kstate == ST_BUSY)   /* the person left in the same instant */
+			h->store->ops->counselor_session_over(h->store, c->id);
+		return;
+	}
+	}
+	hub_send(c, &m);
+}
+
+/* ---- messages by role ---- */
 
 static void on_talk_now(struct conn *c, const struct proto_msg *m)
 {
@@ -284,17 +296,11 @@ static void on_talk_now(struct conn *c, const struct proto_msg *m)
 		hub_error(c, "shutting_down", "the service is restarting; please try again in a minute", m->type);
 		return;
 	}
-	int err = matcher_client_enqueue(&h->matcher, &c->mc, c->id, m->topic, m->mode,
-	                                 hub_now_ms());
-	if (err) {
-		hub_error(c, matcher_err_code(err), "the queue is full; please try again soon", m->type);
-		return;
-	}
 	c->state = ST_WAITING;
 	c->rate_for[0] = '\0';
 	c->sent_pos = c->sent_wait = c->sent_online = 0;
 	log_info("client %u waits (topic %s, %s)", c->id, m->topic, proto_mode_name(m->mode));
-	hub_after_matcher(h);
+	h->store->ops->client_enqueue(h->store, c->id, m->topic, m->mode);
 }
 
 static void on_cancel(struct conn *c, const struct proto_msg *m)
@@ -303,38 +309,17 @@ static void on_cancel(struct conn *c, const struct proto_msg *m)
 		hub_error(c, "wrong_state", "not waiting", m->type);
 		return;
 	}
-	matcher_client_remove(&c->hub->matcher, &c->mc, hub_now_ms(), 1);
-	c->state = ST_IDLE;
-	struct proto_msg r = { .type = PT_CANCELLED };
-	snprintf(r.reason, sizeof r.reason, "by_you");
-	hub_send(c, &r);
-	log_info("client %u left the queue", c->id);
-	hub_after_matcher(c->hub);
+	struct store *st = c->hub->store;
+	st->ops->client_cancel(st, c->id);   /* `cancelled` once it is done */
 }
 
 static void on_counselor_msg(struct conn *c, const struct proto_msg *m)
 {
-	struct matcher *mt = &c->hub->matcher;
-	int64_t now = hub_now_ms();
-	int err;
-	switch (m->type) {
-	case PT_SET_STATE:
-		err = m->state == ST_AVAILABLE ? matcher_counselor_set_available(mt, &c->mk, now)
-		                               : matcher_counselor_set_away(mt, &c->mk, now);
-		break;
-	case PT_ACCEPT:
-		err = matcher_counselor_accept(mt, &c->mk, m->offer_id, now);
-		break;
-	default: /* PT_DECLINE */
-		err = matcher_counselor_decline(mt, &c->mk, m->offer_id, now);
-		break;
-	}
-	if (err)
-		hub_error(c, matcher_err_code(err),
-		          err == MATCHER_NO_SUCH_OFFER ? "that offer is not yours or has gone"
-		                                       : "not possible in your current state",
-		          m->type);
-	hub_after_matcher(c->hub);
+	struct store *st = c->hub->store;
+	if (m->type == PT_SET_STATE)
+		st->ops->counselor_set(st, c->id, m->state);
+	else
+		st->ops->counselor_answer(st, c->id, m->offer_id, m->type == PT_ACCEPT);
 }
 
 static void on_subscribe(struct conn *c, const struct proto_msg *m)
@@ -375,17 +360,16 @@ static const struct route {
  * queue, end a session for the other side, leave the roster. */
 static void conn_detach(struct conn *c)
 {
-	struct hub *h = c->hub;
-	int64_t now = hub_now_ms();
+	struct store *st = c->hub->store;
 	if (c->session)
 		session_close(c->session, "peer_left", c);
-	if (c->role == ROLE_CLIENT && c->state == ST_WAITING)
-		matcher_client_remove(&h->matcher, &c->mc, now, 1);
+	if (c->role == ROLE_CLIENT)
+		st->ops->client_gone(st, c->id);
 	if (c->role == ROLE_COUNSELOR)
-		matcher_counselor_remove(&h->matcher, &c->mk, now);
+		st->ops->counselor_gone(st, c->id);
 	c->subscribed = 0;
 	c->role = ROLE_NONE;
-	hub_after_matcher(h);
+	hub_stats_changed(c->hub);
 }
 
 static struct conn *find_same_person(struct hub *h, const struct conn *nc)
@@ -438,9 +422,9 @@ static void on_hello(struct conn *c, const struct proto_msg *m)
 	else if (c->role == ROLE_OPERATOR)
 		c->state = ST_WATCHING;
 	else
-		matcher_counselor_add(&h->matcher, &c->mk, c->id, hub_now_ms());
+		c->kstate = ST_AWAY;
 	struct proto_msg w = { .type = PT_WELCOME, .role = c->role, .version = PROTO_VERSION,
-	                       .state = c->role == ROLE_COUNSELOR ? c->mk.state : c->state,
+	                       .state = c->role == ROLE_COUNSELOR ? c->kstate : c->state,
 	                       .slot_s = (uint32_t)h->cfg.slot_length,
 	                       .ring_s = (uint32_t)h->cfg.ring_timeout };
 	snprintf(w.sub, sizeof w.sub, "%s", c->ident.sub);
@@ -448,7 +432,9 @@ static void on_hello(struct conn *c, const struct proto_msg *m)
 	hub_send(c, &w);
 	log_info("conn %u is a %s", c->id, proto_role_name(c->role));
 	log_debug("conn %u sub %s", c->id, c->ident.sub);
-	hub_after_matcher(h);
+	if (c->role == ROLE_COUNSELOR)
+		h->store->ops->counselor_add(h->store, c->id);
+	hub_stats_changed(h);
 }
 
 /* ---- transport handlers ---- */
@@ -585,9 +571,12 @@ static int on_http(void *ctx, const char *path, const char *query, struct ws_htt
 	if (web <= 0)
 		return web;
 	if (strcmp(path, "/healthz") == 0) {
+		/* Up without its store, a node still carries its sessions: it
+		 * stays in service, and says so. */
 		r->status = h->draining ? 503 : 200;
 		r->content_type = "text/plain";
-		r->body = strdup(h->draining ? "draining\n" : "ok\n");
+		r->body = strdup(h->draining ? "draining\n"
+		                 : h->store->ops->up(h->store) ? "ok\n" : "ok, store unavailable\n");
 		r->len = r->body ? strlen(r->body) : 0;
 		return r->body ? 0 : -1;
 	}
@@ -660,18 +649,38 @@ struct hub *hub_new(struct ev_loop *loop, const struct config *cfg,
 	h->grace_ms = (int64_t)cfg->goodbye_grace * 1000 / scale;
 	for (int i = 0; i < cfg->warn_count; i++)
 		h->marks_ms[i] = (int64_t)cfg->warn_at[i] * 1000 / scale;
-	struct matcher_config mc = {
+	struct store_config sc = {
 		.ring_ms = (int64_t)cfg->ring_timeout * 1000,
 		.wrapup_ms = (int64_t)cfg->wrapup * 1000 / scale,
 		.max_missed = cfg->max_missed_offers,
 		.max_queue = (uint32_t)cfg->max_queue,
 		.redecline_ms = 60000,
 	};
-	mc.handle_ms = h->slot_ms + mc.wrapup_ms;
-	matcher_init(&h->matcher, &mc, on_matcher_action, h);
+	sc.handle_ms = h->slot_ms + sc.wrapup_ms;
+	if (cfg->node_id[0])
+		snprintf(h->node, sizeof h->node, "%s", cfg->node_id);
+	else {
+		memcpy(h->node, "n", 2);
+		random_hex(h->node + 1, 6);
+	}
+	if (cfg->redis[0]) {
+		h->store = store_redis_new(loop, &sc, cfg->redis, h->node,
+		                           (int64_t)cfg->presence_ttl * 1000, on_store_event, h,
+		                           err, errlen);
+		if (!h->store) {
+			free(h);
+			return NULL;
+		}
+		log_info("node %s shares presence and the queue through %s", h->node, cfg->redis);
+	} else {
+		h->store = store_mem_new(loop, &sc, h->node, on_store_event, h);
+		if (!h->store) {
+			snprintf(err, errlen, "out of memory");
+			free(h);
+			return NULL;
+		}
+	}
 
-	ev_init(&h->match_timer, match_timer_cb);
-	h->match_timer.data = h;
 	ev_init(&h->stats_timer, stats_timer_cb);
 	h->stats_timer.data = h;
 	ev_timer_init(&h->house_timer, house_timer_cb, HOUSEKEEPING_S, HOUSEKEEPING_S);
@@ -695,6 +704,7 @@ struct hub *hub_new(struct ev_loop *loop, const struct config *cfg,
 	h->ws = ws_server_new(loop, &wc, &wh, err, errlen);
 	if (!h->ws) {
 		ev_timer_stop(loop, &h->house_timer);
+		h->store->ops->free(h->store);
 		free(h);
 		return NULL;
 	}
@@ -728,11 +738,11 @@ void hub_free(struct hub *h)
 		return;
 	ws_server_free(h->ws);  /* closes every connection: on_closed runs */
 	h->ws = NULL;
-	ev_timer_stop(h->loop, &h->match_timer);
 	ev_timer_stop(h->loop, &h->stats_timer);
 	ev_timer_stop(h->loop, &h->house_timer);
 	ev_idle_stop(h->loop, &h->reaper);
 	reaper_cb(h->loop, &h->reaper, 0);
+	h->store->ops->free(h->store);
 	while (h->ratings) {
 		struct rating_agg *r = h->ratings;
 		h->ratings = r->next;

@@ -11,10 +11,10 @@
 #include "auth.h"
 #include "config.h"
 #include "list.h"
-#include "matcher.h"
 #include "metrics.h"
 #include "relay.h"
 #include "slot.h"
+#include "store.h"
 #include "ws.h"
 
 #define HUB_BUCKETS 16384
@@ -31,11 +31,10 @@ struct conn {
 	struct ws_conn *ws;            /* NULL once the transport closed it */
 	uint32_t id;
 	enum proto_role role;          /* ROLE_NONE until hello */
-	enum proto_state state;        /* client / operator state; counselors: mk.state */
+	enum proto_state state;        /* client / operator state; counselors: kstate */
 	struct auth_identity ident;
 	int64_t opened_ms;
-	struct mclient mc;             /* role client */
-	struct mcounselor mk;          /* role counselor */
+	enum proto_state kstate;       /* counselors: the store's last word */
 	struct session *session;
 	uint32_t sent_pos, sent_wait, sent_online; /* last `queue` pushed */
 	char rate_for[PROTO_SUB_MAX + 1]; /* counselor a rating would go to */
@@ -71,7 +70,8 @@ struct hub {
 	struct ev_loop *loop;
 	struct config cfg;
 	struct ws_server *ws;
-	struct matcher matcher;
+	struct store *store;
+	char node[STORE_NODE_MAX + 1]; /* this node's name in the cluster */
 	struct metrics metrics;
 	struct list conns, sessions;
 	struct conn *buckets[HUB_BUCKETS];
@@ -82,7 +82,7 @@ struct hub {
 	int draining;
 	/* Session clocks in ms, already divided by time-scale. */
 	int64_t slot_ms, grace_ms, marks_ms[CONFIG_WARN_MARKS_MAX];
-	ev_timer match_timer, house_timer, stats_timer;
+	ev_timer house_timer, stats_timer;
 	ev_idle reaper;
 	struct proto_stats last_stats; /* last pushed to operators */
 	struct rating_agg *ratings;
@@ -94,11 +94,11 @@ int64_t hub_now_ms(void);
 void hub_send(struct conn *c, const struct proto_msg *m);
 void hub_error(struct conn *c, const char *code, const char *reason,
                enum proto_type ref);
-void hub_after_matcher(struct hub *h);
 void hub_stats_changed(struct hub *h);
 
 /* session.c */
-void session_start(struct hub *h, struct conn *client, struct conn *counselor);
+void session_start(struct hub *h, struct conn *client, struct conn *counselor,
+                   const char *topic, enum proto_mode mode);
 /* Close for `reason`; `gone` (may be NULL) is a party that already left and
  * is told nothing. */
 void session_close(struct session *s, const char *reason, struct conn *gone);

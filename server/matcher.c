@@ -365,13 +365,18 @@ uint32_t matcher_online(const struct matcher *m)
 
 uint32_t matcher_estimate_s(const struct matcher *m, uint32_t position)
 {
-	uint32_t free_now = m->by_state[ST_AVAILABLE] + m->by_state[ST_RINGING];
+	return matcher_estimate_for(position, m->by_state[ST_AVAILABLE] + m->by_state[ST_RINGING],
+	                            matcher_online(m), m->handle_ms);
+}
+
+uint32_t matcher_estimate_for(uint32_t position, uint32_t free_now, uint32_t online,
+                              int64_t handle_ms)
+{
 	if (position <= free_now)
 		return 0;
-	uint32_t online = matcher_online(m);
 	if (online == 0)
 		online = 1;     /* nobody online: assume one will come */
-	int64_t ms = (int64_t)(position - free_now) * m->handle_ms / online;
+	int64_t ms = (int64_t)(position - free_now) * handle_ms / online;
 	int64_t s = (ms + 999) / 1000;
 	return (uint32_t)((s + 9) / 10 * 10);
 }

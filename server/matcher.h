@@ -138,6 +138,10 @@ int64_t matcher_next_deadline(const struct matcher *m); /* INT64_MAX: none */
  * this position, else (position - free counselors) x average handling
  * time / counselors online, rounded up to 10 s. */
 uint32_t matcher_estimate_s(const struct matcher *m, uint32_t position);
+/* The same from the figures: `free_now` counselors available or ringing,
+ * `online` not away, `handle_ms` the average handling time. */
+uint32_t matcher_estimate_for(uint32_t position, uint32_t free_now, uint32_t online,
+                              int64_t handle_ms);
 uint32_t matcher_online(const struct matcher *m);
 void matcher_get_stats(const struct matcher *m, int64_t now, struct matcher_stats *s);
 

@@ -95,7 +95,8 @@ static void start_voice(struct session *s, struct relay_keys keys[2])
 	s->voice = 1;
 }
 
-void session_start(struct hub *h, struct conn *client, struct conn *counselor)
+void session_start(struct hub *h, struct conn *client, struct conn *counselor,
+                   const char *topic, enum proto_mode mode)
 {
 	struct session *s = calloc(1, sizeof *s);
 	if (!s) {
@@ -110,8 +111,8 @@ void session_start(struct hub *h, struct conn *client, struct conn *counselor)
 	s->hub = h;
 	s->client = client;
 	s->counselor = counselor;
-	s->mode = client->mc.mode;
-	snprintf(s->topic, sizeof s->topic, "%s", client->mc.topic);
+	s->mode = mode;
+	snprintf(s->topic, sizeof s->topic, "%s", topic);
 	client->session = counselor->session = s;
 	client->state = ST_IN_SESSION;
 	list_add_tail(&h->sessions, &s->link);
@@ -158,7 +159,7 @@ void session_close(struct session *s, const char *reason, struct conn *gone)
 		s->counselor->session = NULL;
 		if (s->counselor != gone)
 			hub_send(s->counselor, &m);
-		matcher_counselor_session_over(&h->matcher, &s->counselor->mk, hub_now_ms());
+		h->store->ops->counselor_session_over(h->store, s->counselor->id);
 	}
 	if (s->client) {
 		s->client->session = NULL;
@@ -177,7 +178,7 @@ void session_close(struct session *s, const char *reason, struct conn *gone)
 	list_del(&s->link);
 	h->nsessions--;
 	free(s);
-	hub_after_matcher(h);
+	hub_stats_changed(h);
 }
 
 static void relay_msg(struct session *s, struct conn *from, const struct proto_msg *m)

@@ -275,6 +275,85 @@ int h_server_stop(struct h_server *s)
 	return -1;
 }
 
+void h_server_kill(struct h_server *s)
+{
+	if (s->pid <= 0)
+		return;
+	servers_track(s->pid, 0);
+	kill(s->pid, SIGKILL);
+	waitpid(s->pid, NULL, 0);
+	s->pid = 0;
+}
+
+/* ---- redis-server ---- */
+
+static int redis_spawn(struct h_redis *r)
+{
+	char port[16], log[96];
+	snprintf(port, sizeof port, "%d", r->port);
+	snprintf(log, sizeof log, "%s/redis.log", r->dir);
+	const char *const argv[] = { "redis-server", "--port", port, "--bind", "127.0.0.1",
+		                     "--dir", r->dir, "--save", "", "--appendonly", "yes",
+		                     "--appendfsync", "always", "--logfile", log, NULL };
+	r->pid = fork();
+	if (r->pid < 0)
+		return -1;
+	if (r->pid == 0) {
+		execvp("redis-server", (char *const *)argv);
+		_exit(127);
+	}
+	servers_track(r->pid, 1);
+	int64_t end = now_ms() + 10000;
+	while (now_ms() < end) {
+		if (tcp_ready(r->port))
+			return 0;
+		if (waitpid(r->pid, NULL, WNOHANG) == r->pid) {
+			fprintf(stderr, "harness: redis-server exited early; log %s\n", log);
+			servers_track(r->pid, 0);
+			r->pid = 0;
+			return -1;
+		}
+		usleep(20000);
+	}
+	return -1;
+}
+
+int h_redis_start(struct h_redis *r)
+{
+	memset(r, 0, sizeof *r);
+	snprintf(r->dir, sizeof r->dir, "/tmp/earshot-redis-XXXXXX");
+	if (!mkdtemp(r->dir))
+		return -1;
+	r->port = free_port();
+	snprintf(r->url, sizeof r->url, "redis://127.0.0.1:%d/0", r->port);
+	return redis_spawn(r);
+}
+
+void h_redis_halt(struct h_redis *r)
+{
+	if (r->pid <= 0)
+		return;
+	servers_track(r->pid, 0);
+	kill(r->pid, SIGTERM);
+	waitpid(r->pid, NULL, 0);
+	r->pid = 0;
+}
+
+int h_redis_restart(struct h_redis *r)
+{
+	h_redis_halt(r);
+	return redis_spawn(r);
+}
+
+void h_redis_stop(struct h_redis *r)
+{
+	h_redis_halt(r);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
+	if (r->dir[0] && system(cmd) != 0)
+		fprintf(stderr, "harness: could not remove %s\n", r->dir);
+}
+
 /* ---- peers ---- */
 
 static void on_open(struct esc_conn *c, void *ud)
@@ -573,6 +652,7 @@ int h_proc_reap(struct h_proc *p)
 	int64_t end = now_ms() + H_TIMEOUT_MS;
 	while (waitpid(p->pid, &st, WNOHANG) == 0) {
 		if (now_ms() > end) {
+			fprintf(stderr, "h_proc_reap: pid %d did not exit in time: killed\n", (int)p->pid);
 			kill(p->pid, SIGKILL);
 			waitpid(p->pid, &st, 0);
 			close(p->out);
@@ -581,6 +661,8 @@ int h_proc_reap(struct h_proc *p)
 		usleep(10000);
 	}
 	close(p->out);
+	if (WIFSIGNALED(st))
+		fprintf(stderr, "h_proc_reap: pid %d died of signal %d\n", (int)p->pid, WTERMSIG(st));
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 

@@ -37,6 +37,23 @@ int h_http_get(int port, const char *path, char *body, size_t cap);
 /* The same, with the whole response (status line and headers) in `resp`. */
 int h_http_get_raw(int port, const char *path, char *resp, size_t cap);
 
+/* A redis-server of the test's own, on a free loopback port, in its own
+ * temporary directory (AOF on, fsync always: a restart keeps everything). */
+struct h_redis {
+	pid_t pid;
+	int port;
+	char url[64];
+	char dir[64];
+};
+int h_redis_start(struct h_redis *r);
+/* SIGTERM and wait (it saves its AOF); h_redis_restart starts it again on
+ * the same port and directory. h_redis_stop also removes the directory. */
+void h_redis_halt(struct h_redis *r);
+int h_redis_restart(struct h_redis *r);
+void h_redis_stop(struct h_redis *r);
+/* SIGKILL a server (a node dying): no goodbyes, no drain. */
+void h_server_kill(struct h_server *s);
+
 /* Connect a peer (named for failure messages) and wait until open. */
 struct h_peer *h_connect(const struct h_server *s, const char *name);
 /* Connect and complete hello for `role` with `token` (NULL: anonymous). */

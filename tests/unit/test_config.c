@@ -155,6 +155,27 @@ static void test_validate_srtp_profile(void **state)
 	assert_string_equal(err, "srtp-profile 'rot13' is not aead_aes_128_gcm or aes_cm_128_hmac_sha1_80");
 }
 
+static void test_validate_redis_and_node(void **state)
+{
+	(void)state;
+	struct config c;
+	char err[256];
+	config_defaults(&c);
+	assert_string_equal(c.redis, "");
+	assert_int_equal(c.presence_ttl, 10);
+	assert_int_equal(config_set(&c, "redis", "redis://10.0.0.5:6380/2", "--redis", err, sizeof(err)), 0);
+	assert_int_equal(config_set(&c, "node-id", "eu-1.a_b", "--node-id", err, sizeof(err)), 0);
+	assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
+	assert_int_equal(config_set(&c, "redis", "http://x", "--redis", err, sizeof(err)), 0);
+	assert_int_equal(config_validate(&c, err, sizeof(err)), -1);
+	assert_string_equal(err, "redis 'http://x' is not redis://host[:port][/db]");
+	assert_int_equal(config_set(&c, "redis", "", "--redis", err, sizeof(err)), 0);
+	assert_int_equal(config_set(&c, "node-id", "a/b", "--node-id", err, sizeof(err)), 0);
+	assert_int_equal(config_validate(&c, err, sizeof(err)), -1);
+	assert_string_equal(err, "node-id 'a/b' may hold only A-Z a-z 0-9 . _ -");
+	assert_int_equal(config_set(&c, "presence-ttl", "0s", "--presence-ttl", err, sizeof(err)), -1);
+}
+
 static void test_table_names_unique_and_complete(void **state)
 {
 	(void)state;
@@ -165,6 +186,7 @@ static void test_table_names_unique_and_complete(void **state)
 		"msg-rate", "msg-burst", "max-queue", "auth-timeout", "shutdown-grace",
 		"time-scale", "log-level", "referral", "srtp-profile", "media-max-packet",
 		"media-max-pps", "media-queue", "silence-timeout", "link-report", "web-root",
+		"redis", "node-id", "presence-ttl",
 	};
 	assert_int_equal(NDIRECTIVES, sizeof(want) / sizeof(want[0]));
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
@@ -804,6 +826,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_validate_srtp_profile),
 		cmocka_unit_test(test_table_defaults_apply_cleanly),
+		cmocka_unit_test(test_validate_redis_and_node),
 		cmocka_unit_test(test_table_names_unique_and_complete),
 		cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test(test_fmt_duration),

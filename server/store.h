@@ -1,0 +1,133 @@
+/* store.h - presence and the queue behind one function table, with two
+ * backends: memory (one node: the pure matcher, store_mem.c) and Redis
+ * (many nodes sharing one queue: the same rules in Lua, store_redis.c).
+ *
+ * The hub names its peers by connection id; the store keeps who waits,
+ * who is free and who is offered to whom, and says what must happen
+ * through events. Every operation returns at once; its outcome and all
+ * its consequences arrive as events, through the callback given when the
+ * store was made: the memory backend delivers them before the call
+ * returns, Redis when its replies come (in the order the operations were
+ * made). Events about a counselor or a waiting client go to the node it is
+ * connected to, only.
+ *
+ * The callback may call back into the store: events are delivered after
+ * the store's own state is consistent. */
+#ifndef EARSHOT_STORE_H
+#define EARSHOT_STORE_H
+
+#include <stdint.h>
+#include "../proto/proto.h"
+
+struct ev_loop;
+struct config;
+
+#define STORE_NODE_MAX 40
+
+/* A connection somewhere in the cluster: its node's id and its id there. */
+struct store_ref {
+	char node[STORE_NODE_MAX + 1];
+	uint32_t conn;
+};
+
+enum store_ev {
+	SE_RESULT,      /* the outcome of `ref` (talk_now, cancel, set_state,
+	                 * accept, decline) sent by `conn`: `err` */
+	SE_OFFER,       /* offer `client` (topic, mode, waited_s) to counselor
+	                 * `conn` as `offer_id`, for `ring_ms` */
+	SE_OFFER_GONE,  /* withdraw `offer_id` from counselor `conn`: `reason` */
+	SE_STATE,       /* counselor `conn` is now `state`, because `reason` */
+	SE_MATCHED,     /* counselor `conn` accepted `client` (topic, mode):
+	                 * start the session */
+	SE_POSITION,    /* waiting client `conn` is `position` in line; `wait_s`,
+	                 * `online` counselors */
+	SE_STATS,       /* the cluster's figures changed (no `conn`) */
+};
+
+/* Errors in SE_RESULT; they map to wire error codes. */
+enum store_err {
+	STORE_OK = 0,
+	STORE_WRONG_STATE = -1,   /* "wrong_state" */
+	STORE_NO_SUCH_OFFER = -2, /* "no_such_offer" */
+	STORE_FULL = -3,          /* "server_busy": the queue is full */
+	STORE_DOWN = -4,          /* "store_unavailable": cannot reach Redis */
+};
+
+struct store_event {
+	enum store_ev type;
+	uint32_t conn;
+	enum proto_type ref;
+	int err;
+	struct store_ref client;
+	int64_t offer_id;
+	uint32_t waited_s;
+	char topic[PROTO_TOPIC_MAX + 1];
+	enum proto_mode mode;
+	enum proto_state state;
+	const char *reason;            /* static string, or NULL */
+	uint32_t position, wait_s, online;
+};
+
+typedef void (*store_emit_fn)(void *ctx, const struct store_event *e);
+
+/* What the operator sees of the queue and the counselors (cluster-wide). */
+struct store_stats {
+	uint32_t queue, oldest_wait_s;
+	uint32_t by_state[ST__COUNT];
+	uint64_t served, abandoned;
+};
+
+struct store;
+
+struct store_ops {
+	const char *name;
+	/* Join the queue; SE_RESULT only on error. */
+	void (*client_enqueue)(struct store *s, uint32_t conn, const char *topic,
+	                       enum proto_mode mode);
+	/* SE_RESULT for PT_CANCEL: 0 when the client left the queue; an
+	 * error when they were no longer in it (a session is starting). */
+	void (*client_cancel)(struct store *s, uint32_t conn);
+	/* The client disconnected: leave the queue if in it; no result. */
+	void (*client_gone)(struct store *s, uint32_t conn);
+	/* A counselor signed in (AWAY) or disconnected. */
+	void (*counselor_add)(struct store *s, uint32_t conn);
+	void (*counselor_gone)(struct store *s, uint32_t conn);
+	/* `st`: ST_AVAILABLE or ST_AWAY; SE_RESULT only on error. */
+	void (*counselor_set)(struct store *s, uint32_t conn, enum proto_state st);
+	/* Accept or decline `offer_id`; SE_RESULT only on error. */
+	void (*counselor_answer)(struct store *s, uint32_t conn, int64_t offer_id,
+	                         int accept);
+	/* The counselor's session closed: wrap-up (or available). */
+	void (*counselor_session_over)(struct store *s, uint32_t conn);
+	/* The latest known figures (Redis: refreshed about once a second). */
+	void (*stats)(struct store *s, struct store_stats *out);
+	/* Whether the store can take new work now. */
+	int (*up)(struct store *s);
+	void (*free)(struct store *s);
+};
+
+struct store {
+	const struct store_ops *ops;
+};
+
+/* The rules' parameters, in ms (session clocks already time-scaled). */
+struct store_config {
+	int64_t ring_ms, wrapup_ms, handle_ms, redecline_ms;
+	int max_missed;
+	uint32_t max_queue;
+};
+
+/* The memory backend: the pure matcher with a timer on `loop`; every
+ * connection is on this node, `node`. */
+struct store *store_mem_new(struct ev_loop *loop, const struct store_config *cfg,
+                            const char *node, store_emit_fn emit, void *ctx);
+
+/* The Redis backend at `url` (redis://host[:port][/db]) as node `node`,
+ * whose presence expires `ttl_ms` after its last renewal. Connects (and
+ * reconnects, with backoff) in the background: until it is ready, new
+ * work is refused with STORE_DOWN. NULL with `err` set on a bad url. */
+struct store *store_redis_new(struct ev_loop *loop, const struct store_config *cfg,
+                              const char *url, const char *node, int64_t ttl_ms,
+                              store_emit_fn emit, void *ctx, char *err, size_t errlen);
+
+#endif

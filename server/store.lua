@@ -1,0 +1,439 @@
+#!lua name=earshot
+-- store.lua - the queue and presence that earshot nodes share in Redis:
+-- the rules of server/matcher.c as Redis Functions, so that each event is
+-- one atomic step however many nodes call at once (no client offered
+-- twice, no counselor with two offers, FIFO across the cluster). Loaded
+-- by store_redis.c with FUNCTION LOAD REPLACE on every connect.
+--
+-- Names: a node is its node-id; a connection is "<node>/<conn id>" (gid).
+-- Events for a counselor go to its node's list earshot:ev:<node> as one
+-- line each ("offer ...", "gone ...", "state ...", "matched ..."); the
+-- node pops them in order. Every function takes the rules first:
+--   ring_ms wrapup_ms redecline_ms max_missed max_queue handle_ms ev_ttl_ms
+-- then its own arguments. Times are Redis' clock, in ms.
+
+local P = 'earshot:'
+local QUEUE = P .. 'queue'          -- ZSET client gid -> arrival number
+local AVAIL = P .. 'avail'          -- ZSET available counselor gid -> idle since
+local DEADLINES = P .. 'deadlines'  -- ZSET counselor gid -> ring / wrap-up end
+local COUNTS = P .. 'counts'        -- HASH state -> counselors in it
+local NODES = P .. 'nodes'          -- SET node ids ever registered and not swept
+local STATS = P .. 'stats'          -- HASH served abandoned handle_ms qver qseq offer_seq
+local NARGS = 7
+local STATES = { 'away', 'available', 'ringing', 'busy', 'wrapup' }
+
+local function kkey(g) return P .. 'k:' .. g end
+local function ckey(g) return P .. 'c:' .. g end
+local function nodekey(n) return P .. 'node:' .. n end
+local function evkey(n) return P .. 'ev:' .. n end
+local function nkkey(n) return P .. 'nk:' .. n end  -- SET the node's counselors
+local function nckey(n) return P .. 'nc:' .. n end  -- SET the node's client entries
+
+local C  -- the rules of this call
+
+local function rules(args)
+  C = { ring_ms = tonumber(args[1]), wrapup_ms = tonumber(args[2]),
+        redecline_ms = tonumber(args[3]), max_missed = tonumber(args[4]),
+        max_queue = tonumber(args[5]), handle_ms = tonumber(args[6]),
+        ev_ttl_ms = tonumber(args[7]) }
+end
+
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function get(key)
+  local flat = redis.call('HGETALL', key)
+  if #flat == 0 then return nil end
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+
+-- Positions and estimates may have moved: nodes look again.
+local function bump() redis.call('HINCRBY', STATS, 'qver', 1) end
+
+local function emit(node, ...)
+  local key = evkey(node)
+  redis.call('RPUSH', key, table.concat({ ... }, ' '))
+  redis.call('PEXPIRE', key, C.ev_ttl_ms)
+end
+
+local function set_state(g, k, st, reason)
+  redis.call('HINCRBY', COUNTS, k.state, -1)
+  redis.call('HINCRBY', COUNTS, st, 1)
+  k.state = st
+  redis.call('HSET', kkey(g), 'state', st)
+  if st == 'available' then
+    redis.call('ZADD', AVAIL, tonumber(k.idle_since), g)
+  else
+    redis.call('ZREM', AVAIL, g)
+  end
+  if st ~= 'ringing' and st ~= 'wrapup' then redis.call('ZREM', DEADLINES, g) end
+  emit(k.node, 'state', k.conn, st, reason or '-')
+  bump()
+end
+
+-- "gid@at,gid@at": who recently passed on this client.
+local function declined_recently(c, kg, t)
+  for g, at in string.gmatch(c.declined, '([^,@]+)@(%d+)') do
+    if g == kg and t - tonumber(at) < C.redecline_ms then return true end
+  end
+  return false
+end
+
+local function remember_decline(cg, c, kg, t)
+  local list = {}
+  for g, at in string.gmatch(c.declined, '([^,@]+)@(%d+)') do
+    if g ~= kg then list[#list + 1] = { g, tonumber(at) } end
+  end
+  table.sort(list, function(a, b) return a[2] > b[2] end)
+  local out = { kg .. '@' .. t }
+  for i = 1, math.min(#list, 3) do out[#out + 1] = list[i][1] .. '@' .. list[i][2] end
+  c.declined = table.concat(out, ',')
+  redis.call('HSET', ckey(cg), 'declined', c.declined)
+end
+
+local function offer(cg, c, kg, t)
+  local k = get(kkey(kg))
+  local oid = redis.call('HINCRBY', STATS, 'offer_seq', 1)
+  c.offered_to = kg
+  redis.call('HSET', ckey(cg), 'offered_to', kg)
+  redis.call('HSET', kkey(kg), 'offer_id', oid, 'offer_client', cg, 'deadline', t + C.ring_ms)
+  redis.call('ZADD', DEADLINES, t + C.ring_ms, kg)
+  set_state(kg, k, 'ringing', nil)
+  emit(k.node, 'offer', k.conn, oid, c.node, c.conn,
+       math.floor((t - tonumber(c.since)) / 1000), c.topic, c.mode)
+end
+
+-- Waiting clients, oldest first, with free counselors, idle longest
+-- first. The first pass spares a counselor the person they just turned
+-- down; the second offers whoever is left to whoever is free, so a decline
+-- can delay a client but never strand them.
+local function match(t)
+  for strict = 1, 0, -1 do
+    if redis.call('ZCARD', AVAIL) == 0 then return end
+    for _, cg in ipairs(redis.call('ZRANGE', QUEUE, 0, -1)) do
+      local avail = redis.call('ZRANGE', AVAIL, 0, -1)
+      if #avail == 0 then return end
+      local c = get(ckey(cg))
+      if c and c.offered_to == '' then
+        for _, kg in ipairs(avail) do
+          if strict == 0 or not declined_recently(c, kg, t) then
+            offer(cg, c, kg, t)
+            break
+          end
+        end
+      end
+    end
+  end
+end
+
+-- The offer out to counselor kg ends without a session: the client waits
+-- on at their place, remembering who passed.
+local function offer_back(kg, k, t)
+  local cg = k.offer_client
+  local c = cg ~= '' and get(ckey(cg))
+  if c then
+    remember_decline(cg, c, kg, t)
+    redis.call('HSET', ckey(cg), 'offered_to', '')
+  end
+  redis.call('HSET', kkey(kg), 'offer_id', 0, 'offer_client', '')
+  redis.call('ZREM', DEADLINES, kg)
+end
+
+local function client_forget(cg, node)
+  redis.call('DEL', ckey(cg))
+  redis.call('SREM', nckey(node), cg)
+end
+
+-- Off the queue (cancel, disconnect, a node gone): 1 if it was queued.
+local function client_remove(cg, t, abandoned)
+  local c = get(ckey(cg))
+  if not c then return 0 end
+  local queued = redis.call('ZREM', QUEUE, cg) == 1
+  client_forget(cg, c.node)
+  if not queued then return 0 end
+  bump()
+  if abandoned then redis.call('HINCRBY', STATS, 'abandoned', 1) end
+  local kg = c.offered_to
+  local k = kg ~= '' and get(kkey(kg))
+  if k then
+    emit(k.node, 'gone', k.conn, k.offer_id, 'client_left')
+    redis.call('HSET', kkey(kg), 'offer_id', 0, 'offer_client', '')
+    -- Not the counselor's miss: they keep their idle position.
+    set_state(kg, k, 'available', nil)
+  end
+  match(t)
+  return 1
+end
+
+local function counselor_remove(kg, t)
+  local k = get(kkey(kg))
+  if not k then return end
+  if k.state == 'ringing' then offer_back(kg, k, t) end
+  redis.call('HINCRBY', COUNTS, k.state, -1)
+  redis.call('ZREM', AVAIL, kg)
+  redis.call('ZREM', DEADLINES, kg)
+  redis.call('DEL', kkey(kg))
+  redis.call('SREM', nkkey(k.node), kg)
+  bump()
+  match(t)
+end
+
+local function counselor_add(node, conn, st, t)
+  local kg = node .. '/' .. conn
+  local old = get(kkey(kg))
+  if old then redis.call('HINCRBY', COUNTS, old.state, -1) end
+  redis.call('HSET', kkey(kg), 'node', node, 'conn', conn, 'state', st, 'idle_since', t,
+             'deadline', 0, 'offer_id', 0, 'offer_client', '', 'missed', 0, 'busy_since', t)
+  redis.call('HINCRBY', COUNTS, st, 1)
+  if st == 'available' then redis.call('ZADD', AVAIL, t, kg) end
+  redis.call('SADD', nkkey(node), kg)
+  bump()
+end
+
+local function enqueue(node, conn, topic, mode, t)
+  local cg = node .. '/' .. conn
+  if redis.call('ZSCORE', QUEUE, cg) then return 'wrong_state' end
+  if redis.call('ZCARD', QUEUE) >= C.max_queue then return 'server_busy' end
+  local seq = redis.call('HINCRBY', STATS, 'qseq', 1)
+  redis.call('DEL', ckey(cg))
+  redis.call('HSET', ckey(cg), 'node', node, 'conn', conn, 'topic', topic, 'mode', mode,
+             'since', t, 'offered_to', '', 'declined', '')
+  redis.call('SADD', nckey(node), cg)
+  redis.call('ZADD', QUEUE, seq, cg)
+  bump()
+  return 'ok'
+end
+
+local function ring_timeout(kg, k, t)
+  local oid = k.offer_id
+  offer_back(kg, k, t)
+  emit(k.node, 'gone', k.conn, oid, 'timeout')
+  local missed = tonumber(k.missed) + 1
+  if missed >= C.max_missed then
+    redis.call('HSET', kkey(kg), 'missed', 0)
+    set_state(kg, k, 'away', 'missed_offers')
+  else
+    redis.call('HSET', kkey(kg), 'missed', missed)
+    set_state(kg, k, 'available', nil)
+  end
+end
+
+-- A node whose registration expired is gone: so are its counselors and
+-- the clients it had waiting (they lost their connection with it).
+local function sweep_nodes(t)
+  for _, n in ipairs(redis.call('SMEMBERS', NODES)) do
+    if redis.call('EXISTS', nodekey(n)) == 0 then
+      for _, kg in ipairs(redis.call('SMEMBERS', nkkey(n))) do counselor_remove(kg, t) end
+      for _, cg in ipairs(redis.call('SMEMBERS', nckey(n))) do client_remove(cg, t, true) end
+      redis.call('DEL', nkkey(n), nckey(n), evkey(n))
+      redis.call('SREM', NODES, n)
+    end
+  end
+end
+
+local function stats(t)
+  local out = { redis.call('HGET', STATS, 'qver') or '0', redis.call('ZCARD', QUEUE) }
+  local first = redis.call('ZRANGE', QUEUE, 0, 0)
+  local since = first[1] and redis.call('HGET', ckey(first[1]), 'since')
+  out[#out + 1] = since and math.floor((t - tonumber(since)) / 1000) or 0
+  for _, st in ipairs(STATES) do
+    out[#out + 1] = tonumber(redis.call('HGET', COUNTS, st) or '0')
+  end
+  out[#out + 1] = tonumber(redis.call('HGET', STATS, 'served') or '0')
+  out[#out + 1] = tonumber(redis.call('HGET', STATS, 'abandoned') or '0')
+  return out
+end
+
+local function handle_ms()
+  return tonumber(redis.call('HGET', STATS, 'handle_ms') or C.handle_ms)
+end
+
+local function with_rules(fn)
+  return function(keys, args)
+    rules(args)
+    local own = {}
+    for i = NARGS + 1, #args do own[#own + 1] = args[i] end
+    return fn(own, now())
+  end
+end
+
+local function check_offer(k, oid)
+  if not k or k.state ~= 'ringing' then return 'wrong_state' end
+  if tonumber(k.offer_id) ~= tonumber(oid) then return 'no_such_offer' end
+  return nil
+end
+
+-- ---- the functions nodes call ----
+
+-- node conn topic mode -> ok | wrong_state | server_busy
+redis.register_function('es_enqueue', with_rules(function(a, t)
+  local r = enqueue(a[1], a[2], a[3], a[4], t)
+  if r == 'ok' then match(t) end
+  return r
+end))
+
+-- client gid -> 1 left the queue, 0 was not in it
+redis.register_function('es_cancel', with_rules(function(a, t)
+  return client_remove(a[1], t, true)
+end))
+
+-- node conn
+redis.register_function('es_k_add', with_rules(function(a, t)
+  counselor_add(a[1], a[2], 'away', t)
+  return 'ok'
+end))
+
+-- counselor gid
+redis.register_function('es_k_gone', with_rules(function(a, t)
+  counselor_remove(a[1], t)
+  return 'ok'
+end))
+
+-- counselor gid, available | away -> ok | wrong_state
+redis.register_function('es_k_set', with_rules(function(a, t)
+  local kg = a[1]
+  local k = get(kkey(kg))
+  if not k then return 'wrong_state' end
+  if a[2] == 'available' then
+    if k.state ~= 'away' and k.state ~= 'wrapup' then return 'wrong_state' end
+    k.idle_since = t
+    redis.call('HSET', kkey(kg), 'missed', 0, 'idle_since', t)
+    set_state(kg, k, 'available', 'by_you')
+  else
+    if k.state == 'ringing' then
+      local oid = k.offer_id
+      offer_back(kg, k, t)
+      emit(k.node, 'gone', k.conn, oid, 'by_you')
+    elseif k.state ~= 'available' and k.state ~= 'wrapup' then
+      return 'wrong_state'
+    end
+    set_state(kg, k, 'away', 'by_you')
+  end
+  match(t)
+  return 'ok'
+end))
+
+-- counselor gid, offer id, 1 accept | 0 decline -> ok | wrong_state | no_such_offer
+redis.register_function('es_k_answer', with_rules(function(a, t)
+  local kg = a[1]
+  local k = get(kkey(kg))
+  local bad = check_offer(k, a[2])
+  if bad then return bad end
+  if a[3] == '1' then
+    local cg = k.offer_client
+    local c = get(ckey(cg))
+    if not c then return 'no_such_offer' end
+    redis.call('ZREM', QUEUE, cg)
+    client_forget(cg, c.node)
+    bump()
+    redis.call('HSET', kkey(kg), 'offer_id', 0, 'offer_client', '', 'missed', 0, 'busy_since', t)
+    redis.call('HINCRBY', STATS, 'served', 1)
+    set_state(kg, k, 'busy', nil)
+    emit(k.node, 'matched', k.conn, c.node, c.conn, c.topic, c.mode)
+  else
+    -- A decline is a choice made at the desk: not a miss, and the
+    -- counselor keeps their place among the idle.
+    offer_back(kg, k, t)
+    redis.call('HSET', kkey(kg), 'missed', 0)
+    set_state(kg, k, 'available', nil)
+    match(t)
+  end
+  return 'ok'
+end))
+
+-- counselor gid: their session closed
+redis.register_function('es_k_over', with_rules(function(a, t)
+  local kg = a[1]
+  local k = get(kkey(kg))
+  if not k or k.state ~= 'busy' then return 'ok' end
+  local h = handle_ms()
+  local d = t - tonumber(k.busy_since) + C.wrapup_ms - h
+  h = math.max(1, h + (d >= 0 and math.floor(d / 5) or -math.floor(-d / 5)))
+  redis.call('HSET', STATS, 'handle_ms', h)
+  if C.wrapup_ms > 0 then
+    redis.call('HSET', kkey(kg), 'deadline', t + C.wrapup_ms)
+    redis.call('ZADD', DEADLINES, t + C.wrapup_ms, kg)
+    set_state(kg, k, 'wrapup', nil)
+  else
+    k.idle_since = t
+    redis.call('HSET', kkey(kg), 'idle_since', t)
+    set_state(kg, k, 'available', 'wrapup_done')
+    match(t)
+  end
+  return 'ok'
+end))
+
+-- node ttl_ms: register or keep alive; then deadlines, dead nodes and
+-- matching. -> stats (see stats())
+redis.register_function('es_tick', with_rules(function(a, t)
+  redis.call('SET', nodekey(a[1]), t, 'PX', a[2])
+  redis.call('SADD', NODES, a[1])
+  for _, kg in ipairs(redis.call('ZRANGEBYSCORE', DEADLINES, '-inf', t)) do
+    local k = get(kkey(kg))
+    if not k then
+      redis.call('ZREM', DEADLINES, kg)
+    elseif k.state == 'ringing' then
+      ring_timeout(kg, k, t)
+    elseif k.state == 'wrapup' then
+      k.idle_since = t
+      redis.call('HSET', kkey(kg), 'idle_since', t)
+      set_state(kg, k, 'available', 'wrapup_done')
+    else
+      redis.call('ZREM', DEADLINES, kg)
+    end
+  end
+  sweep_nodes(t)
+  match(t)
+  return stats(t)
+end))
+
+-- client gids -> online, free, handle_ms, then each one's position (0:
+-- not in the queue)
+redis.register_function('es_positions', with_rules(function(a, t)
+  local n = {}
+  for _, st in ipairs(STATES) do n[st] = tonumber(redis.call('HGET', COUNTS, st) or '0') end
+  local out = { n.available + n.ringing + n.busy + n.wrapup, n.available + n.ringing, handle_ms() }
+  for _, cg in ipairs(a) do
+    local r = redis.call('ZRANK', QUEUE, cg)
+    out[#out + 1] = r and r + 1 or 0
+  end
+  return out
+end))
+
+-- After Redis was away: make the node's entries match what it holds.
+-- node, nclients, then conn topic mode per waiting client (oldest first),
+-- then conn state per counselor.
+redis.register_function('es_resync', with_rules(function(a, t)
+  local node, nc = a[1], tonumber(a[2])
+  local keep = {}
+  for i = 0, nc - 1 do
+    local conn, topic, mode = a[3 + 3 * i], a[4 + 3 * i], a[5 + 3 * i]
+    local cg = node .. '/' .. conn
+    keep[cg] = true
+    if not redis.call('ZSCORE', QUEUE, cg) then enqueue(node, conn, topic, mode, t) end
+  end
+  for _, cg in ipairs(redis.call('SMEMBERS', nckey(node))) do
+    if not keep[cg] then client_remove(cg, t, true) end
+  end
+  keep = {}
+  for i = 3 + 3 * nc, #a - 1, 2 do
+    local kg = node .. '/' .. a[i]
+    keep[kg] = true
+    if redis.call('EXISTS', kkey(kg)) == 0 then
+      -- Lost with Redis' data: back as they were, but an offer is gone.
+      local st = a[i + 1]
+      if st == 'ringing' or st == 'wrapup' then st = 'available' end
+      counselor_add(node, a[i], st, t)
+      emit(node, 'state', a[i], st, '-')
+    end
+  end
+  for _, kg in ipairs(redis.call('SMEMBERS', nkkey(node))) do
+    if not keep[kg] then counselor_remove(kg, t) end
+  end
+  match(t)
+  return 'ok'
+end))

@@ -1,0 +1,350 @@
+/* store_mem.c - the memory backend of store.h: one node's queue and
+ * presence in the pure matcher, its deadlines on one libev timer.
+ *
+ * The matcher reports actions from inside its calls and must not be
+ * called back meanwhile, while the store's callback may call back: so
+ * actions become events in a queue, delivered once the matcher call has
+ * returned (a call made while delivering adds to the same queue). */
+#include "store.h"
+#include "matcher.h"
+
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BUCKETS 4096
+
+/* What the matcher holds for one connection (a client or a counselor). */
+struct entry {
+	struct entry *next;            /* hash chain */
+	uint32_t conn;
+	struct mclient mc;
+	struct mcounselor mk;
+};
+
+struct store_mem {
+	struct store base;
+	struct ev_loop *loop;
+	struct matcher m;
+	ev_timer timer;
+	store_emit_fn emit;
+	void *ctx;
+	char node[STORE_NODE_MAX + 1];
+	struct entry *buckets[BUCKETS];
+	struct store_event *pending;   /* events not yet delivered */
+	size_t npending, cap, next;
+	int delivering;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct entry **slot_of(struct store_mem *s, uint32_t conn)
+{
+	struct entry **pp = &s->buckets[conn % BUCKETS];
+	while (*pp && (*pp)->conn != conn)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static struct entry *find(struct store_mem *s, uint32_t conn)
+{
+	return *slot_of(s, conn);
+}
+
+/* Allocation failure leaves the connection out of the store: its
+ * operations then answer wrong_state. */
+static struct entry *get(struct store_mem *s, uint32_t conn)
+{
+	struct entry **pp = slot_of(s, conn);
+	if (!*pp) {
+		*pp = calloc(1, sizeof **pp);
+		if (*pp)
+			(*pp)->conn = conn;
+	}
+	return *pp;
+}
+
+static void drop(struct store_mem *s, uint32_t conn)
+{
+	struct entry **pp = slot_of(s, conn);
+	struct entry *e = *pp;
+	if (e) {
+		*pp = e->next;
+		free(e);
+	}
+}
+
+static void push(struct store_mem *s, const struct store_event *ev)
+{
+	if (s->npending == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 64;
+		struct store_event *p = realloc(s->pending, cap * sizeof *p);
+		if (!p)
+			return;  /* out of memory: the event is lost, like the rest will be */
+		s->pending = p;
+		s->cap = cap;
+	}
+	s->pending[s->npending++] = *ev;
+}
+
+static void on_action(void *ctx, const struct matcher_action *a)
+{
+	struct store_mem *s = ctx;
+	struct store_event ev = { .conn = a->counselor, .offer_id = a->offer_id,
+	                          .state = a->state, .reason = a->reason,
+	                          .waited_s = a->waited_s };
+	switch (a->type) {
+	case MA_OFFER: ev.type = SE_OFFER; break;
+	case MA_OFFER_GONE: ev.type = SE_OFFER_GONE; break;
+	case MA_STATE: ev.type = SE_STATE; break;
+	case MA_MATCHED: ev.type = SE_MATCHED; break;
+	}
+	if (a->type == MA_OFFER || a->type == MA_MATCHED) {
+		const struct entry *c = find(s, a->client);
+		ev.client.conn = a->client;
+		memcpy(ev.client.node, s->node, sizeof ev.client.node);
+		if (c) {
+			memcpy(ev.topic, c->mc.topic, sizeof ev.topic);
+			ev.mode = c->mc.mode;
+		}
+	}
+	push(s, &ev);
+}
+
+static void positions(struct store_mem *s)
+{
+	uint32_t pos = 0, online = matcher_online(&s->m);
+	struct list *it;
+	list_for_each(it, &s->m.queue) {
+		const struct entry *e = list_entry(it, struct entry, mc.link);
+		pos++;
+		struct store_event ev = { .type = SE_POSITION, .conn = e->conn, .position = pos,
+		                          .wait_s = matcher_estimate_s(&s->m, pos),
+		                          .online = online };
+		push(s, &ev);
+	}
+	s->m.queue_dirty = 0;
+}
+
+static void arm(struct store_mem *s)
+{
+	int64_t next = matcher_next_deadline(&s->m);
+	ev_timer_stop(s->loop, &s->timer);
+	if (next == INT64_MAX)
+		return;
+	int64_t delay = next - now_ms();
+	ev_timer_set(&s->timer, delay > 0 ? (double)delay / 1000.0 : 0.0, 0.0);
+	ev_timer_start(s->loop, &s->timer);
+}
+
+/* After every matcher call: positions if they may have moved, the timer,
+ * then the events, in order. */
+static void settle(struct store_mem *s)
+{
+	if (s->m.queue_dirty)
+		positions(s);
+	arm(s);
+	if (s->delivering)
+		return;
+	s->delivering = 1;
+	while (s->next < s->npending) {
+		struct store_event ev = s->pending[s->next++];
+		s->emit(s->ctx, &ev);
+	}
+	s->npending = s->next = 0;
+	s->delivering = 0;
+}
+
+static void result(struct store_mem *s, uint32_t conn, enum proto_type ref, int err)
+{
+	struct store_event ev = { .type = SE_RESULT, .conn = conn, .ref = ref, .err = err };
+	push(s, &ev);
+}
+
+static int err_of(int matcher_err)
+{
+	switch (matcher_err) {
+	case MATCHER_OK: return STORE_OK;
+	case MATCHER_NO_SUCH_OFFER: return STORE_NO_SUCH_OFFER;
+	case MATCHER_FULL: return STORE_FULL;
+	default: return STORE_WRONG_STATE;
+	}
+}
+
+#define MEM(st) ((struct store_mem *)(st))
+
+static void client_enqueue(struct store *st, uint32_t conn, const char *topic,
+                           enum proto_mode mode)
+{
+	struct store_mem *s = MEM(st);
+	struct entry *e = get(s, conn);
+	int err = e ? matcher_client_enqueue(&s->m, &e->mc, conn, topic, mode, now_ms())
+	            : MATCHER_FULL;
+	if (err)
+		result(s, conn, PT_TALK_NOW, err_of(err));
+	settle(s);
+}
+
+static void client_leave(struct store_mem *s, uint32_t conn, int cancel)
+{
+	struct entry *e = find(s, conn);
+	int queued = e && matcher_client_queued(&e->mc);
+	if (queued)
+		matcher_client_remove(&s->m, &e->mc, now_ms(), 1);
+	if (cancel)
+		result(s, conn, PT_CANCEL, queued ? STORE_OK : STORE_WRONG_STATE);
+	else
+		drop(s, conn);
+	settle(s);
+}
+
+static void client_cancel(struct store *st, uint32_t conn)
+{
+	client_leave(MEM(st), conn, 1);
+}
+
+static void client_gone(struct store *st, uint32_t conn)
+{
+	client_leave(MEM(st), conn, 0);
+}
+
+static void counselor_add(struct store *st, uint32_t conn)
+{
+	struct store_mem *s = MEM(st);
+	struct entry *e = get(s, conn);
+	if (e)
+		matcher_counselor_add(&s->m, &e->mk, conn, now_ms());
+	settle(s);
+}
+
+static void counselor_gone(struct store *st, uint32_t conn)
+{
+	struct store_mem *s = MEM(st);
+	struct entry *e = find(s, conn);
+	if (e) {
+		matcher_counselor_remove(&s->m, &e->mk, now_ms());
+		drop(s, conn);
+	}
+	settle(s);
+}
+
+static void counselor_set(struct store *st, uint32_t conn, enum proto_state state)
+{
+	struct store_mem *s = MEM(st);
+	struct entry *e = find(s, conn);
+	int err = MATCHER_WRONG_STATE;
+	if (e)
+		err = state == ST_AVAILABLE ? matcher_counselor_set_available(&s->m, &e->mk, now_ms())
+		                            : matcher_counselor_set_away(&s->m, &e->mk, now_ms());
+	if (err)
+		result(s, conn, PT_SET_STATE, err_of(err));
+	settle(s);
+}
+
+static void counselor_answer(struct store *st, uint32_t conn, int64_t offer_id, int accept)
+{
+	struct store_mem *s = MEM(st);
+	struct entry *e = find(s, conn);
+	int err = MATCHER_WRONG_STATE;
+	if (e)
+		err = accept ? matcher_counselor_accept(&s->m, &e->mk, offer_id, now_ms())
+		             : matcher_counselor_decline(&s->m, &e->mk, offer_id, now_ms());
+	if (err)
+		result(s, conn, accept ? PT_ACCEPT : PT_DECLINE, err_of(err));
+	settle(s);
+}
+
+static void counselor_session_over(struct store *st, uint32_t conn)
+{
+	struct store_mem *s = MEM(st);
+	struct entry *e = find(s, conn);
+	if (e)
+		matcher_counselor_session_over(&s->m, &e->mk, now_ms());
+	settle(s);
+}
+
+static void stats(struct store *st, struct store_stats *out)
+{
+	struct store_mem *s = MEM(st);
+	struct matcher_stats ms;
+	matcher_get_stats(&s->m, now_ms(), &ms);
+	memset(out, 0, sizeof *out);
+	out->queue = ms.queue;
+	out->oldest_wait_s = ms.oldest_wait_s;
+	memcpy(out->by_state, ms.by_state, sizeof out->by_state);
+	out->served = ms.served;
+	out->abandoned = ms.abandoned;
+}
+
+static int up(struct store *st)
+{
+	(void)st;
+	return 1;
+}
+
+static void mem_free(struct store *st)
+{
+	struct store_mem *s = MEM(st);
+	ev_timer_stop(s->loop, &s->timer);
+	for (size_t i = 0; i < BUCKETS; i++)
+		while (s->buckets[i]) {
+			struct entry *e = s->buckets[i];
+			s->buckets[i] = e->next;
+			free(e);
+		}
+	free(s->pending);
+	free(s);
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	struct store_mem *s = w->data;
+	matcher_tick(&s->m, now_ms());
+	settle(s);
+}
+
+static const struct store_ops mem_ops = {
+	.name = "memory",
+	.client_enqueue = client_enqueue,
+	.client_cancel = client_cancel,
+	.client_gone = client_gone,
+	.counselor_add = counselor_add,
+	.counselor_gone = counselor_gone,
+	.counselor_set = counselor_set,
+	.counselor_answer = counselor_answer,
+	.counselor_session_over = counselor_session_over,
+	.stats = stats,
+	.up = up,
+	.free = mem_free,
+};
+
+struct store *store_mem_new(struct ev_loop *loop, const struct store_config *cfg,
+                            const char *node, store_emit_fn emit, void *ctx)
+{
+	struct store_mem *s = calloc(1, sizeof *s);
+	if (!s)
+		return NULL;
+	s->base.ops = &mem_ops;
+	s->loop = loop;
+	s->emit = emit;
+	s->ctx = ctx;
+	snprintf(s->node, sizeof s->node, "%s", node);
+	struct matcher_config mc = {
+		.ring_ms = cfg->ring_ms, .wrapup_ms = cfg->wrapup_ms, .handle_ms = cfg->handle_ms,
+		.redecline_ms = cfg->redecline_ms, .max_missed = cfg->max_missed,
+		.max_queue = cfg->max_queue,
+	};
+	matcher_init(&s->m, &mc, on_action, s);
+	ev_init(&s->timer, timer_cb);
+	s->timer.data = s;
+	return &s->base;
+}

@@ -1,0 +1,274 @@
+/* test_redis.c - nodes sharing presence and one queue through a real
+ * redis-server: a whole session on one node; one queue across two nodes
+ * (FIFO, positions and offers cross nodes); a node killed with -9 and its
+ * presence gone within the bound; Redis restarted under a node, with the
+ * queue intact and sessions carrying on meanwhile. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "harness.h"
+
+#define T H_TIMEOUT_MS
+
+static struct h_redis redis;
+static char url[80];   /* each test its own database, so counts start at 0 */
+
+static void fresh_db(int db)
+{
+	snprintf(url, sizeof url, "redis://127.0.0.1:%d/%d", redis.port, db);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	h_init();
+	return h_redis_start(&redis);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	h_redis_stop(&redis);
+	h_fini();
+	return 0;
+}
+
+/* A node on the test's Redis, named `node`, with `extra` arguments. */
+static void node_start(struct h_server *s, const char *node, const char *extra)
+{
+	const char *args[16] = { "--redis", url, "--node-id", node, "--presence-ttl", "1",
+		                 "--log-level", "debug", "--ring-timeout", "5", "--wrapup", "0" };
+	int n = 12;
+	char buf[128];
+	snprintf(buf, sizeof buf, "%s", extra ? extra : "");
+	for (char *save = NULL, *t = strtok_r(buf, " ", &save); t && n < 15;
+	     t = strtok_r(NULL, " ", &save))
+		args[n++] = t;
+	args[n] = NULL;
+	assert_int_equal(h_server_start(s, args), 0);
+	/* Ready once the node has registered: its presence key is in Redis,
+	 * which /healthz tells as plain "ok". */
+	char body[128];
+	for (int i = 0; i < 200; i++) {
+		if (h_http_get(s->port, "/healthz", body, sizeof body) == 200 &&
+		    strcmp(body, "ok\n") == 0)
+			return;
+		h_pump(25);
+	}
+	fail_msg("node %s never reached Redis", node);
+}
+
+static const struct proto_msg *expect(struct h_peer *p, enum proto_type t)
+{
+	const struct proto_msg *m = h_wait(p, t, T);
+	if (!m)
+		fail_msg("expected '%s'", proto_type_name(t));
+	return m;
+}
+
+static struct h_peer *counselor(const struct h_server *s, const char *sub)
+{
+	struct h_peer *k = h_join(s, sub, ROLE_COUNSELOR, h_token(ROLE_COUNSELOR, sub, sub, NULL, 600));
+	assert_non_null(k);
+	return k;
+}
+
+static void set_state(struct h_peer *k, enum proto_state st)
+{
+	struct proto_msg m = { .type = PT_SET_STATE, .state = st };
+	assert_int_equal(h_send(k, &m), 0);
+}
+
+static struct h_peer *client_waiting(const struct h_server *s, const char *name,
+                                     uint32_t position)
+{
+	struct h_peer *c = h_join(s, name, ROLE_CLIENT, NULL);
+	assert_non_null(c);
+	assert_int_equal(h_send_json(c, "{\"type\":\"talk_now\",\"topic\":\"grief\",\"mode\":\"text\"}"), 0);
+	for (;;) {
+		const struct proto_msg *q = expect(c, PT_QUEUE);
+		if (q->position == position)
+			return c;
+	}
+}
+
+static int64_t answer(struct h_peer *k, int accept)
+{
+	const struct proto_msg *o = expect(k, PT_OFFER);
+	int64_t id = o->offer_id;
+	struct proto_msg m = { .type = accept ? PT_ACCEPT : PT_DECLINE, .offer_id = id };
+	assert_int_equal(h_send(k, &m), 0);
+	return id;
+}
+
+/* GET /stats until `want` appears in it (the figures come from Redis
+ * about four times a second). */
+static void stats_until(const struct h_server *s, const char *want)
+{
+	char body[4096];
+	for (int i = 0; i < 240; i++) {
+		if (h_http_get(s->port, "/stats", body, sizeof body) == 200 && strstr(body, want))
+			return;
+		h_pump(25);
+	}
+	fail_msg("/stats never had %s; last: %s", want, body);
+}
+
+static void test_one_node_journey(void **state)
+{
+	(void)state;
+	struct h_server a;
+	fresh_db(1);
+	node_start(&a, "solo", NULL);
+	struct h_peer *c = client_waiting(&a, "c", 1);
+	struct h_peer *k = counselor(&a, "k1");
+	set_state(k, ST_AVAILABLE);
+	answer(k, 0);                       /* declined: offered again, nobody else is free */
+	answer(k, 1);
+	const struct proto_msg *s = expect(c, PT_SESSION_START);
+	assert_string_equal(s->topic, "grief");
+	expect(k, PT_SESSION_START);
+	assert_int_equal(h_send_json(c, "{\"type\":\"msg\",\"id\":1,\"text\":\"hello\"}"), 0);
+	assert_string_equal(expect(k, PT_MSG)->text, "hello");
+	assert_int_equal(h_send_json(k, "{\"type\":\"end\"}"), 0);
+	assert_string_equal(expect(c, PT_SESSION_END)->reason, "ended_by_counselor");
+	stats_until(&a, "\"available\":1,");
+	stats_until(&a, "\"served\":1,");
+	h_peer_free(c);
+	h_peer_free(k);
+	assert_int_equal(h_server_stop(&a), 0);
+}
+
+static void test_one_queue_two_nodes(void **state)
+{
+	(void)state;
+	struct h_server a, b;
+	fresh_db(2);
+	node_start(&a, "alpha", NULL);
+	node_start(&b, "beta", NULL);
+	struct h_peer *c1 = client_waiting(&a, "c1", 1);
+	struct h_peer *c2 = client_waiting(&b, "c2", 2);   /* second in the one queue */
+	stats_until(&a, "\"queue\":2,");
+
+	/* A counselor on beta is offered alpha's client first: FIFO holds
+	 * across nodes. Declined, the next person (on beta) comes. */
+	struct h_peer *kb = counselor(&b, "kb");
+	set_state(kb, ST_AVAILABLE);
+	const struct proto_msg *o = expect(kb, PT_OFFER);
+	int64_t first = o->offer_id;
+	struct proto_msg d = { .type = PT_DECLINE, .offer_id = first };
+	assert_int_equal(h_send(kb, &d), 0);
+	int64_t second = answer(kb, 1);
+	assert_true(second > first);
+	expect(c2, PT_SESSION_START);
+	expect(kb, PT_SESSION_START);
+	assert_int_equal(expect(c1, PT_QUEUE)->position, 1);
+
+	/* A counselor on alpha takes alpha's client. */
+	struct h_peer *ka = counselor(&a, "ka");
+	set_state(ka, ST_AVAILABLE);
+	answer(ka, 1);
+	expect(c1, PT_SESSION_START);
+	stats_until(&a, "\"busy\":2,");
+	stats_until(&b, "\"served\":2,");
+	stats_until(&b, "\"queue\":0,");
+	h_peer_free(c1);
+	h_peer_free(c2);
+	h_peer_free(ka);
+	h_peer_free(kb);
+	assert_int_equal(h_server_stop(&a), 0);
+	assert_int_equal(h_server_stop(&b), 0);
+}
+
+static void test_node_killed(void **state)
+{
+	(void)state;
+	struct h_server a, b;
+	fresh_db(3);
+	node_start(&a, "steady", NULL);
+	node_start(&b, "doomed", NULL);
+	struct h_peer *cb = client_waiting(&b, "cb", 1);
+	struct h_peer *ca = client_waiting(&a, "ca", 2);
+	struct h_peer *kb = counselor(&b, "kb");
+	stats_until(&a, "\"away\":1}");
+	h_server_kill(&b);
+	/* Its presence lapses after 1 s; the next tick anywhere sweeps it: its
+	 * counselor and waiting client go, and alpha's client moves up. */
+	assert_int_equal(expect(ca, PT_QUEUE)->position, 1);
+	stats_until(&a, "\"away\":0}");
+	stats_until(&a, "\"queue\":1,");
+	stats_until(&a, "\"abandoned\":1,");
+	h_peer_free(cb);
+	h_peer_free(kb);
+	h_peer_free(ca);
+	assert_int_equal(h_server_stop(&a), 0);
+}
+
+static void test_redis_restart(void **state)
+{
+	(void)state;
+	struct h_server a;
+	fresh_db(4);
+	node_start(&a, "patient", NULL);
+	struct h_peer *k0 = counselor(&a, "k0");
+	struct h_peer *c0 = client_waiting(&a, "c0", 1);
+	set_state(k0, ST_AVAILABLE);
+	answer(k0, 1);
+	expect(c0, PT_SESSION_START);
+	struct h_peer *c1 = client_waiting(&a, "c1", 1);
+	struct h_peer *k1 = counselor(&a, "k1");
+	stats_until(&a, "\"queue\":1,");
+
+	h_redis_halt(&redis);
+	char body[128] = "";
+	for (int i = 0; i < 200 && strcmp(body, "ok, store unavailable\n") != 0; i++) {
+		h_http_get(a.port, "/healthz", body, sizeof body);
+		h_pump(25);
+	}
+	assert_string_equal(body, "ok, store unavailable\n");
+	/* New arrivals are told plainly; the session in progress goes on. */
+	struct h_peer *late = h_join(&a, "late", ROLE_CLIENT, NULL);
+	assert_int_equal(h_send_json(late, "{\"type\":\"talk_now\",\"topic\":\"grief\",\"mode\":\"text\"}"), 0);
+	assert_string_equal(h_wait_error(late, T), "store_unavailable");
+	set_state(k1, ST_AVAILABLE);
+	assert_string_equal(h_wait_error(k1, T), "store_unavailable");
+	assert_int_equal(h_send_json(c0, "{\"type\":\"msg\",\"id\":1,\"text\":\"still here\"}"), 0);
+	assert_string_equal(expect(k0, PT_MSG)->text, "still here");
+	assert_int_equal(h_send_json(k0, "{\"type\":\"end\"}"), 0);
+	expect(c0, PT_SESSION_END);
+
+	/* Back: the waiting client kept their place, and the counselor whose
+	 * session ended meanwhile is free again. */
+	assert_int_equal(h_redis_restart(&redis), 0);
+	for (int i = 0; i < 400 && strcmp(body, "ok\n") != 0; i++) {
+		h_http_get(a.port, "/healthz", body, sizeof body);
+		h_pump(25);
+	}
+	assert_string_equal(body, "ok\n");
+	stats_until(&a, "\"queue\":1,");
+	answer(k0, 1);
+	expect(c1, PT_SESSION_START);
+	h_peer_free(late);
+	h_peer_free(c0);
+	h_peer_free(c1);
+	h_peer_free(k0);
+	h_peer_free(k1);
+	assert_int_equal(h_server_stop(&a), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_one_node_journey),
+		cmocka_unit_test(test_one_queue_two_nodes),
+		cmocka_unit_test(test_node_killed),
+		cmocka_unit_test(test_redis_restart),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
