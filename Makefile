@@ -29,7 +29,8 @@ CORE_SRC := proto/proto.c proto/rtp.c proto/media.c server/log.c server/config.c
             server/matcher.c server/slot.c server/metrics.c server/quality.c
 # I/O: the loop glue, the transport and the hub that wires everything.
 SERVER_SRC := server/ws.c server/relay.c server/web.c server/store_mem.c server/store_redis.c \
-              server/hub.c server/session.c server/main.c
+              server/pipe.c server/span.c server/hub.c server/session.c server/main.c \
+              client-demo/esclient.c
 CLIENT_LIB_SRC := client-demo/esclient.c client-demo/voice.c client-demo/wav.c
 CLIENT_SRC := client-demo/earshot.c
 LOADTEST_SRC := loadtest/loadtest.c

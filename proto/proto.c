@@ -18,7 +18,7 @@
 
 static const char *const role_names[] = {
 	[ROLE_CLIENT] = "client", [ROLE_COUNSELOR] = "counselor",
-	[ROLE_OPERATOR] = "operator",
+	[ROLE_OPERATOR] = "operator", [ROLE_NODE] = "node",
 };
 
 static const char *const mode_names[] = {

@@ -45,7 +45,8 @@ enum proto_type {
 	PT__COUNT
 };
 
-enum proto_role { ROLE_NONE = 0, ROLE_CLIENT, ROLE_COUNSELOR, ROLE_OPERATOR };
+/* ROLE_NODE: another earshot node, linking a session across nodes. */
+enum proto_role { ROLE_NONE = 0, ROLE_CLIENT, ROLE_COUNSELOR, ROLE_OPERATOR, ROLE_NODE };
 enum proto_mode { MODE_NONE = 0, MODE_TEXT, MODE_VOICE };
 
 /* Counselor states, and the client's own states, share one enum so that

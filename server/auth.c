@@ -40,6 +40,8 @@ static enum proto_role role_parse(const char *s)
 		return ROLE_COUNSELOR;
 	if (!strcmp(s, "operator"))
 		return ROLE_OPERATOR;
+	if (!strcmp(s, "node"))
+		return ROLE_NODE;
 	return ROLE_NONE;
 }
 
@@ -49,6 +51,7 @@ static const char *role_name(enum proto_role r)
 	case ROLE_CLIENT: return "client";
 	case ROLE_COUNSELOR: return "counselor";
 	case ROLE_OPERATOR: return "operator";
+	case ROLE_NODE: return "node";
 	default: return NULL;
 	}
 }

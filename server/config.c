@@ -116,6 +116,9 @@ static const struct directive {
 	  "(empty: the embedded in-memory store, one node)" },
 	{ "node-id", T_STRING, FIELD(node_id), 0, 0, 0, "", 0,
 	  "this node's name in Redis, 1-40 of A-Z a-z 0-9 . _ - (empty: random at start)" },
+	{ "advertise-url", T_STRING, FIELD(advertise_url), 0, 0, 0, "", 0,
+	  "ws[s]://host:port/ws where other nodes reach this one for sessions across nodes "
+	  "(empty: built from listen and port)" },
 	{ "presence-ttl", T_DURATION, FIELD(presence_ttl), 0, 1, 300, "10s", 0,
 	  "a node that stops renewing its presence is gone after this long, and with it "
 	  "its counselors and the clients it had waiting" },
@@ -612,6 +615,12 @@ int config_validate(const struct config *c, char *err, size_t errlen)
 	if (c->redis[0] && strncmp(c->redis, "redis://", 8) != 0) {
 		config_quote(c->redis, q, sizeof(q));
 		config_err(err, errlen, NULL, "redis '%s' is not redis://host[:port][/db]", q);
+		return -1;
+	}
+	if (c->advertise_url[0] && strncmp(c->advertise_url, "ws://", 5) != 0 &&
+	    strncmp(c->advertise_url, "wss://", 6) != 0) {
+		config_quote(c->advertise_url, q, sizeof(q));
+		config_err(err, errlen, NULL, "advertise-url '%s' is not ws://... or wss://...", q);
 		return -1;
 	}
 	if (strspn(c->node_id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=

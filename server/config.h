@@ -50,6 +50,7 @@ struct config {
 	char redis[256];          /* "": the embedded store; redis://host[:port][/db] shares one queue */
 	char node_id[41];         /* "": random at start; this node's name in Redis */
 	int presence_ttl;         /* 10 s, 1..300: a silent node's presence expires after this */
+	char advertise_url[256];  /* "": ws[s]://listen:port/ws; where other nodes reach this one */
 	char referral[CONFIG_REFERRAL_MAX + 1]; /* repeated `referral` lines joined by '\n' */
 	/* 0 while `referral` holds the built-in default: the first `referral`
 	 * directive replaces the default, later ones append a line. Without

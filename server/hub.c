@@ -41,7 +41,7 @@ static void random_hex(char *out, size_t nbytes)
 void hub_send(struct conn *c, const struct proto_msg *m)
 {
 	char buf[SEND_BUF];
-	if (!c->ws)
+	if (!c->ws && !c->pipe)
 		return;
 	long n = proto_encode(m, buf, sizeof buf);
 	if (n < 0) {
@@ -49,7 +49,17 @@ void hub_send(struct conn *c, const struct proto_msg *m)
 		          proto_type_name(m->type));
 		return;
 	}
-	ws_send(c->ws, buf, (size_t)n);
+	if (c->pipe)
+		span_send(c, buf, (size_t)n);
+	else
+		ws_send(c->ws, buf, (size_t)n);
+}
+
+int hub_send_media(struct conn *c, const uint8_t *buf, size_t len)
+{
+	if (c->pipe)
+		return span_send_media(c, buf, len);
+	return c->ws ? ws_send_media(c->ws, buf, len) : -1;
 }
 
 void hub_error(struct conn *c, const char *code, const char *reason,
@@ -79,7 +89,7 @@ static struct conn **bucket(struct hub *h, uint32_t id)
 	return &h->buckets[id % HUB_BUCKETS];
 }
 
-static struct conn *conn_by_id(struct hub *h, uint32_t id)
+struct conn *hub_conn_by_id(struct hub *h, uint32_t id)
 {
 	for (struct conn *c = *bucket(h, id); c; c = c->hnext)
 		if (c->id == id)
@@ -228,7 +238,7 @@ static void on_position(struct conn *c, const struct store_event *e)
 static void on_store_event(void *ctx, const struct store_event *e)
 {
 	struct hub *h = ctx;
-	struct conn *c = conn_by_id(h, e->conn);
+	struct conn *c = hub_conn_by_id(h, e->conn);
 	struct proto_msg m = { .type = PT_NONE };
 	hub_stats_changed(h);
 	if (!c)
@@ -272,7 +282,8 @@ static void on_store_event(void *ctx, const struct store_event *e)
 		break;
 	case SE_MATCHED: {
 		struct conn *client = strcmp(e->client.node, h->node) == 0
-		                      ? conn_by_id(h, e->client.conn) : NULL;
+		                      ? hub_conn_by_id(h, e->client.conn)
+		                      : span_remote_client(h, &e->client, e->url, c->ident.sub);
 		if (client && client->role == ROLE_CLIENT && client->state == ST_WAITING)
 			session_start(h, client, c, e->topic, e->mode);
 		else if (c->kstate == ST_BUSY)   /* the person left in the same instant */
@@ -363,7 +374,12 @@ static void conn_detach(struct conn *c)
 	struct store *st = c->hub->store;
 	if (c->session)
 		session_close(c->session, "peer_left", c);
-	if (c->role == ROLE_CLIENT)
+	if (c->via)
+		span_client_gone(c);
+	if (c->role == ROLE_NODE)
+		span_link_gone(c);
+	/* A remote client's place in the queue is its own node's business. */
+	if (c->role == ROLE_CLIENT && !c->pipe)
 		st->ops->client_gone(st, c->id);
 	if (c->role == ROLE_COUNSELOR)
 		st->ops->counselor_gone(st, c->id);
@@ -419,8 +435,10 @@ static void on_hello(struct conn *c, const struct proto_msg *m)
 	}
 	if (c->role == ROLE_CLIENT)
 		c->state = ST_IDLE;
-	else if (c->role == ROLE_OPERATOR)
+	else if (c->role == ROLE_OPERATOR || c->role == ROLE_NODE)
 		c->state = ST_WATCHING;
+	if (c->role == ROLE_NODE)
+		ws_trust(c->ws);   /* it carries many sessions */
 	else
 		c->kstate = ST_AWAY;
 	struct proto_msg w = { .type = PT_WELCOME, .role = c->role, .version = PROTO_VERSION,
@@ -439,7 +457,7 @@ static void on_hello(struct conn *c, const struct proto_msg *m)
 
 /* ---- transport handlers ---- */
 
-static void dispatch(struct conn *c, const struct proto_msg *m)
+void hub_dispatch(struct conn *c, const struct proto_msg *m)
 {
 	if (m->type == PT_HELLO) {
 		if (c->role != ROLE_NONE)
@@ -465,17 +483,30 @@ static void dispatch(struct conn *c, const struct proto_msg *m)
 	hub_error(c, "wrong_role", "only the server sends this message", m->type);
 }
 
+/* What a client in a session sends to its session. */
+static int session_message(enum proto_type t)
+{
+	return t == PT_MSG || t == PT_ACK || t == PT_TYPING || t == PT_END || t == PT_MUTE;
+}
+
 static void on_text(void *user, const char *buf, size_t len)
 {
 	struct conn *c = user;
 	struct proto_msg m;
 	struct proto_err err;
+	if (c->role == ROLE_NODE) {
+		span_host_text(c, buf, len);
+		return;
+	}
 	if (proto_decode(buf, len, &m, &err) != PROTO_OK) {
 		hub_error(c, err.code, err.reason, m.type);
 		return;
 	}
 	c->hub->metrics.messages_in++;
-	dispatch(c, &m);
+	if (c->via && session_message(m.type))
+		span_forward(c, buf, len);   /* its session runs on another node */
+	else
+		hub_dispatch(c, &m);
 }
 
 static void on_refused(void *user, enum ws_refusal why)
@@ -499,6 +530,14 @@ static void on_refused(void *user, enum ws_refusal why)
 static void on_binary(void *user, uint8_t *buf, size_t len)
 {
 	struct conn *c = user;
+	if (c->role == ROLE_NODE) {
+		span_host_media(c, buf, len);
+		return;
+	}
+	if (c->via) {
+		span_forward_media(c, buf, len);
+		return;
+	}
 	if (session_media(c, buf, len) == 0)
 		return;
 	c->hub->metrics.media_dropped[MD_NO_SESSION]++;
@@ -510,37 +549,40 @@ static void on_binary(void *user, uint8_t *buf, size_t len)
 	}
 }
 
-static void *on_open(void *ctx, struct ws_conn *ws)
+struct conn *hub_conn_new(struct hub *h)
 {
-	struct hub *h = ctx;
 	struct conn *c = calloc(1, sizeof *c);
-	if (!c) {
-		ws_close(ws, 1011, "out of memory");
+	if (!c)
 		return NULL;
-	}
 	c->hub = h;
-	c->ws = ws;
 	do
 		c->id = ++h->next_id;
-	while (c->id == 0 || conn_by_id(h, c->id));
+	while (c->id == 0 || hub_conn_by_id(h, c->id));
 	c->opened_ms = hub_now_ms();
 	c->hnext = *bucket(h, c->id);
 	*bucket(h, c->id) = c;
 	list_add_tail(&h->conns, &c->link);
+	return c;
+}
+
+static void *on_open(void *ctx, struct ws_conn *ws)
+{
+	struct hub *h = ctx;
+	struct conn *c = hub_conn_new(h);
+	if (!c) {
+		ws_close(ws, 1011, "out of memory");
+		return NULL;
+	}
+	c->ws = ws;
 	h->metrics.connections_total++;
 	log_info("conn %u open from %s", c->id, ws_conn_peer(ws));
 	hub_stats_changed(h);
 	return c;
 }
 
-static void on_closed(void *user)
+void hub_conn_gone(struct conn *c)
 {
-	struct conn *c = user;
-	if (!c)
-		return;
 	struct hub *h = c->hub;
-	log_info("conn %u closed", c->id);
-	c->ws = NULL;
 	conn_detach(c);
 	/* Freed after this loop pass: callers up the stack may still hold it. */
 	list_del(&c->link);
@@ -548,6 +590,16 @@ static void on_closed(void *user)
 	c->hnext = h->dead;
 	h->dead = c;
 	ev_idle_start(h->loop, &h->reaper);
+}
+
+static void on_closed(void *user)
+{
+	struct conn *c = user;
+	if (!c)
+		return;
+	log_info("conn %u closed", c->id);
+	c->ws = NULL;
+	hub_conn_gone(c);
 }
 
 static void reaper_cb(struct ev_loop *loop, ev_idle *w, int revents)
@@ -631,6 +683,53 @@ static void house_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- life cycle ---- */
 
+/* The store, once the port is known: other nodes reach this one (for
+ * sessions across nodes) at its advertised address. */
+static int store_new(struct hub *h, char *err, size_t errlen)
+{
+	const struct config *cfg = &h->cfg;
+	int64_t scale = cfg->dev_mode && cfg->time_scale > 1 ? cfg->time_scale : 1;
+	struct store_config sc = {
+		.ring_ms = (int64_t)cfg->ring_timeout * 1000,
+		.wrapup_ms = (int64_t)cfg->wrapup * 1000 / scale,
+		.max_missed = cfg->max_missed_offers,
+		.max_queue = (uint32_t)cfg->max_queue,
+		.redecline_ms = 60000,
+	};
+	sc.handle_ms = h->slot_ms + sc.wrapup_ms;
+	if (cfg->node_id[0])
+		snprintf(h->node, sizeof h->node, "%s", cfg->node_id);
+	else {
+		memcpy(h->node, "n", 2);
+		random_hex(h->node + 1, 6);
+	}
+	if (!cfg->redis[0]) {
+		h->store = store_mem_new(h->loop, &sc, h->node, on_store_event, h);
+		if (!h->store)
+			snprintf(err, errlen, "out of memory");
+		return h->store ? 0 : -1;
+	}
+	char url[256];
+	if (cfg->advertise_url[0])
+		snprintf(url, sizeof url, "%s", cfg->advertise_url);
+	else
+		snprintf(url, sizeof url, "%s://%s:%d/ws", cfg->tls_cert[0] ? "wss" : "ws",
+		         cfg->listen, ws_server_port(h->ws));
+	h->store = store_redis_new(h->loop, &sc, cfg->redis, h->node, url,
+	                           (int64_t)cfg->presence_ttl * 1000, on_store_event, h,
+	                           err, errlen);
+	if (!h->store)
+		return -1;
+	if (span_init(h, err, errlen) != 0) {
+		h->store->ops->free(h->store);
+		h->store = NULL;
+		return -1;
+	}
+	log_info("node %s (at %s) shares presence and the queue through %s", h->node, url,
+	         cfg->redis);
+	return 0;
+}
+
 struct hub *hub_new(struct ev_loop *loop, const struct config *cfg,
                     char *err, size_t errlen)
 {
@@ -649,43 +748,11 @@ struct hub *hub_new(struct ev_loop *loop, const struct config *cfg,
 	h->grace_ms = (int64_t)cfg->goodbye_grace * 1000 / scale;
 	for (int i = 0; i < cfg->warn_count; i++)
 		h->marks_ms[i] = (int64_t)cfg->warn_at[i] * 1000 / scale;
-	struct store_config sc = {
-		.ring_ms = (int64_t)cfg->ring_timeout * 1000,
-		.wrapup_ms = (int64_t)cfg->wrapup * 1000 / scale,
-		.max_missed = cfg->max_missed_offers,
-		.max_queue = (uint32_t)cfg->max_queue,
-		.redecline_ms = 60000,
-	};
-	sc.handle_ms = h->slot_ms + sc.wrapup_ms;
-	if (cfg->node_id[0])
-		snprintf(h->node, sizeof h->node, "%s", cfg->node_id);
-	else {
-		memcpy(h->node, "n", 2);
-		random_hex(h->node + 1, 6);
-	}
-	if (cfg->redis[0]) {
-		h->store = store_redis_new(loop, &sc, cfg->redis, h->node,
-		                           (int64_t)cfg->presence_ttl * 1000, on_store_event, h,
-		                           err, errlen);
-		if (!h->store) {
-			free(h);
-			return NULL;
-		}
-		log_info("node %s shares presence and the queue through %s", h->node, cfg->redis);
-	} else {
-		h->store = store_mem_new(loop, &sc, h->node, on_store_event, h);
-		if (!h->store) {
-			snprintf(err, errlen, "out of memory");
-			free(h);
-			return NULL;
-		}
-	}
 
 	ev_init(&h->stats_timer, stats_timer_cb);
 	h->stats_timer.data = h;
 	ev_timer_init(&h->house_timer, house_timer_cb, HOUSEKEEPING_S, HOUSEKEEPING_S);
 	h->house_timer.data = h;
-	ev_timer_start(loop, &h->house_timer);
 	ev_idle_init(&h->reaper, reaper_cb);
 	h->reaper.data = h;
 
@@ -701,13 +768,19 @@ struct hub *hub_new(struct ev_loop *loop, const struct config *cfg,
 	struct ws_handlers wh = { .ctx = h, .open = on_open, .text = on_text,
 	                          .binary = on_binary, .refused = on_refused,
 	                          .closed = on_closed, .http = on_http };
+	/* Nothing reaches the handlers before the loop runs: the store can
+	 * come second. */
 	h->ws = ws_server_new(loop, &wc, &wh, err, errlen);
 	if (!h->ws) {
-		ev_timer_stop(loop, &h->house_timer);
-		h->store->ops->free(h->store);
 		free(h);
 		return NULL;
 	}
+	if (store_new(h, err, errlen) != 0) {
+		ws_server_free(h->ws);
+		free(h);
+		return NULL;
+	}
+	ev_timer_start(loop, &h->house_timer);
 	return h;
 }
 
@@ -738,6 +811,7 @@ void hub_free(struct hub *h)
 		return;
 	ws_server_free(h->ws);  /* closes every connection: on_closed runs */
 	h->ws = NULL;
+	span_free(h);           /* and every link: remote clients go */
 	ev_timer_stop(h->loop, &h->stats_timer);
 	ev_timer_stop(h->loop, &h->house_timer);
 	ev_idle_stop(h->loop, &h->reaper);

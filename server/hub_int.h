@@ -40,6 +40,15 @@ struct conn {
 	char rate_for[PROTO_SUB_MAX + 1]; /* counselor a rating would go to */
 	int subscribed;
 	int64_t media_err_ms;          /* last wrong_state for a stray binary frame */
+	/* Sessions across nodes (span.c). On the session's node, a client
+	 * connected elsewhere: no ws, its frames travel over `pipe` to its
+	 * connection `rconn` there. On the client's node, a client whose
+	 * session runs elsewhere: `via` is that node's link (a ROLE_NODE conn). */
+	struct pipe *pipe;
+	uint32_t rconn;
+	struct conn *rnext;            /* remote-client hash chain */
+	struct conn *via;
+	char via_session[PROTO_ID_MAX + 1]; /* that session's id, from its session_start */
 };
 
 /* A counselor's feedback: an aggregate, never tied to a session or client. */
@@ -75,6 +84,8 @@ struct hub {
 	struct metrics metrics;
 	struct list conns, sessions;
 	struct conn *buckets[HUB_BUCKETS];
+	struct conn *rbuckets[HUB_BUCKETS]; /* remote clients by rconn */
+	struct pipe_set *pipes;        /* links to other nodes (Redis only) */
 	struct conn *dead;             /* closed, freed after this loop pass */
 	uint32_t next_id;
 	uint32_t nsessions;
@@ -92,6 +103,16 @@ struct hub {
 /* hub.c */
 int64_t hub_now_ms(void);
 void hub_send(struct conn *c, const struct proto_msg *m);
+/* An audio frame to `c`: 0 queued, 1 queued over an older dropped one, -1 not. */
+int hub_send_media(struct conn *c, const uint8_t *buf, size_t len);
+struct conn *hub_conn_by_id(struct hub *h, uint32_t id);
+/* A connection with no transport of its own (a remote client), hashed and
+ * listed; NULL when out of memory. */
+struct conn *hub_conn_new(struct hub *h);
+/* The connection is gone: consequences, then freed after this loop pass. */
+void hub_conn_gone(struct conn *c);
+/* A decoded message from `c`, as if it came from its own socket. */
+void hub_dispatch(struct conn *c, const struct proto_msg *m);
 void hub_error(struct conn *c, const char *code, const char *reason,
                enum proto_type ref);
 void hub_stats_changed(struct hub *h);
@@ -108,5 +129,28 @@ void session_rate(struct conn *c, const struct proto_msg *m);
 int session_media(struct conn *c, uint8_t *buf, size_t len);
 /* About once a second: silence notices and link reports. */
 void session_media_tick(struct session *s, int64_t now);
+
+/* span.c - sessions across nodes. The session's node (the owner): */
+int span_init(struct hub *h, char *err, size_t errlen);
+void span_free(struct hub *h);
+/* A session with a client on another node is starting: the client as a
+ * conn here, attached over the link to its node; NULL on failure. */
+struct conn *span_remote_client(struct hub *h, const struct store_ref *ref, const char *url,
+                                const char *counselor_sub);
+void span_send(struct conn *r, const char *json, size_t len);
+int span_send_media(struct conn *r, const uint8_t *buf, size_t len);
+/* The remote client's session closed (not by its leaving): its node gets
+ * `end` (the session_end) and who to rate, in one frame, and it goes. */
+void span_release(struct conn *r, const char *counselor_sub, const struct proto_msg *end);
+/* The client's node (the host), for frames on a ROLE_NODE conn: */
+void span_host_text(struct conn *link, const char *buf, size_t len);
+void span_host_media(struct conn *link, const uint8_t *buf, size_t len);
+/* A local client in a session elsewhere sent a session message or audio. */
+void span_forward(struct conn *c, const char *raw, size_t len);
+void span_forward_media(struct conn *c, const uint8_t *buf, size_t len);
+/* A local client in a session elsewhere disconnected. */
+void span_client_gone(struct conn *c);
+/* A ROLE_NODE link closed: the sessions it carried have ended. */
+void span_link_gone(struct conn *link);
 
 #endif

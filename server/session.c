@@ -169,7 +169,10 @@ void session_close(struct session *s, const char *reason, struct conn *gone)
 				snprintf(s->client->rate_for, sizeof s->client->rate_for, "%s",
 				         s->counselor->ident.sub);
 			snprintf(m.referral, sizeof m.referral, "%s", h->cfg.referral);
-			hub_send(s->client, &m);
+			if (s->client->pipe)   /* its node takes it from here, with this */
+				span_release(s->client, s->client->rate_for, &m);
+			else
+				hub_send(s->client, &m);
 		}
 	}
 	log_info("session %s closed: %s", s->id, reason);
@@ -308,7 +311,7 @@ int session_media(struct conn *c, uint8_t *frame, size_t len)
 		return 0;
 	}
 	struct conn *peer = peer_of(s, c);
-	int q = peer->ws ? ws_send_media(peer->ws, buf, len) : -1;
+	int q = hub_send_media(peer, buf, len);
 	if (q == 1)
 		mt->media_dropped[MD_SLOW_READER]++;
 	if (q >= 0)

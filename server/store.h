@@ -59,6 +59,7 @@ struct store_event {
 	enum proto_type ref;
 	int err;
 	struct store_ref client;
+	char url[256];                 /* SE_MATCHED: the client's node's address */
 	int64_t offer_id;
 	uint32_t waited_s;
 	char topic[PROTO_TOPIC_MAX + 1];
@@ -123,11 +124,13 @@ struct store *store_mem_new(struct ev_loop *loop, const struct store_config *cfg
                             const char *node, store_emit_fn emit, void *ctx);
 
 /* The Redis backend at `url` (redis://host[:port][/db]) as node `node`,
- * whose presence expires `ttl_ms` after its last renewal. Connects (and
+ * reached by other nodes at `node_url`, whose presence expires `ttl_ms`
+ * after its last renewal. Connects (and
  * reconnects, with backoff) in the background: until it is ready, new
  * work is refused with STORE_DOWN. NULL with `err` set on a bad url. */
 struct store *store_redis_new(struct ev_loop *loop, const struct store_config *cfg,
-                              const char *url, const char *node, int64_t ttl_ms,
+                              const char *url, const char *node, const char *node_url,
+                              int64_t ttl_ms,
                               store_emit_fn emit, void *ctx, char *err, size_t errlen);
 
 #endif

@@ -333,7 +333,8 @@ redis.register_function('es_k_answer', with_rules(function(a, t)
     redis.call('HSET', kkey(kg), 'offer_id', 0, 'offer_client', '', 'missed', 0, 'busy_since', t)
     redis.call('HINCRBY', STATS, 'served', 1)
     set_state(kg, k, 'busy', nil)
-    emit(k.node, 'matched', k.conn, c.node, c.conn, c.topic, c.mode)
+    emit(k.node, 'matched', k.conn, c.node, c.conn, c.topic, c.mode,
+         redis.call('GET', nodekey(c.node)) or '-')
   else
     -- A decline is a choice made at the desk: not a miss, and the
     -- counselor keeps their place among the idle.
@@ -367,10 +368,10 @@ redis.register_function('es_k_over', with_rules(function(a, t)
   return 'ok'
 end))
 
--- node ttl_ms: register or keep alive; then deadlines, dead nodes and
--- matching. -> stats (see stats())
+-- node ttl_ms url: register or keep alive (the key holds where other nodes
+-- reach it); then deadlines, dead nodes and matching. -> stats (see stats())
 redis.register_function('es_tick', with_rules(function(a, t)
-  redis.call('SET', nodekey(a[1]), t, 'PX', a[2])
+  redis.call('SET', nodekey(a[1]), a[3], 'PX', a[2])
   redis.call('SADD', NODES, a[1])
   for _, kg in ipairs(redis.call('ZRANGEBYSCORE', DEADLINES, '-inf', t)) do
     local k = get(kkey(kg))

@@ -56,6 +56,7 @@ struct store_redis {
 	void *ctx;
 	struct store_config cfg;
 	char node[STORE_NODE_MAX + 1];
+	char node_url[256];            /* where other nodes reach this one */
 	char host[256];
 	int port, db;
 	int64_t ttl_ms;
@@ -200,12 +201,13 @@ static void on_event_line(struct store_redis *s, char *line)
 		e.type = SE_OFFER_GONE;
 		e.offer_id = strtoll(f[2], NULL, 10);
 		e.reason = reason_of(f[3]);
-	} else if (strcmp(f[0], "matched") == 0 && n == 6) {
+	} else if (strcmp(f[0], "matched") == 0 && n == 7) {
 		e.type = SE_MATCHED;
 		if (parse_ref(f[2], f[3], &e.client) != 0)
 			return;
 		snprintf(e.topic, sizeof e.topic, "%s", f[4]);
 		e.mode = strcmp(f[5], "voice") == 0 ? MODE_VOICE : MODE_TEXT;
+		snprintf(e.url, sizeof e.url, "%s", f[6]);
 		if (strcmp(e.client.node, s->node) == 0) {
 			struct local *c = local_find(s, e.client.conn);
 			if (c)
@@ -400,8 +402,8 @@ static void send_tick(struct store_redis *s)
 {
 	char ttl[24];
 	snprintf(ttl, sizeof ttl, "%lld", (long long)s->ttl_ms);
-	const char *argv[] = { s->node, ttl };
-	fcall(s, on_tick_reply, NULL, "es_tick", 2, argv, NULL);
+	const char *argv[] = { s->node, ttl, s->node_url };
+	fcall(s, on_tick_reply, NULL, "es_tick", 3, argv, NULL);
 }
 
 static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -854,7 +856,8 @@ static int parse_url(const char *url, char *host, size_t hostcap, int *port, int
 }
 
 struct store *store_redis_new(struct ev_loop *loop, const struct store_config *cfg,
-                              const char *url, const char *node, int64_t ttl_ms,
+                              const char *url, const char *node, const char *node_url,
+                              int64_t ttl_ms,
                               store_emit_fn emit, void *ctx, char *err, size_t errlen)
 {
 	struct store_redis *s = calloc(1, sizeof *s);
@@ -874,6 +877,7 @@ struct store *store_redis_new(struct ev_loop *loop, const struct store_config *c
 	s->cfg = *cfg;
 	s->ttl_ms = ttl_ms;
 	snprintf(s->node, sizeof s->node, "%s", node);
+	snprintf(s->node_url, sizeof s->node_url, "%s", node_url);
 	list_init(&s->waiting);
 	long long rules[7] = { cfg->ring_ms, cfg->wrapup_ms, cfg->redecline_ms, cfg->max_missed,
 		               cfg->max_queue, cfg->handle_ms,

@@ -42,7 +42,9 @@ struct ws_conn {
 	 * per packet. Slot i holds LWS_PRE + WS_MEDIA_MAX bytes. */
 	uint8_t *mring;
 	uint16_t *mlen;
-	size_t mhead, mcount;
+	size_t mhead, mcount, mcap;
+	size_t max_queue;               /* text bytes queued before closing */
+	int trusted;                    /* a node link: no message rate */
 	char *rx;                       /* message being assembled */
 	size_t rxlen, rxtotal;
 	int rx_discard;
@@ -90,7 +92,7 @@ static void queue_free(struct ws_conn *c)
 
 int ws_send_media(struct ws_conn *c, const uint8_t *buf, size_t len)
 {
-	size_t n = c->srv->cfg.media_queue;
+	size_t n = c->mcap;
 	if (c->closing || len > WS_MEDIA_MAX || n == 0)
 		return -1;
 	if (!c->mring) {
@@ -122,7 +124,7 @@ int ws_send(struct ws_conn *c, const char *buf, size_t len)
 {
 	if (c->closing)
 		return -1;
-	if (c->qbytes + len > c->srv->cfg.max_queue) {
+	if (c->qbytes + len > c->max_queue) {
 		/* A peer that does not read gets a clear close, not our memory. */
 		ws_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
 		return -1;
@@ -157,6 +159,16 @@ void ws_close(struct ws_conn *c, int code, const char *reason)
 }
 
 const char *ws_conn_peer(const struct ws_conn *c) { return c->peer; }
+
+void ws_trust(struct ws_conn *c)
+{
+	c->trusted = 1;
+	c->max_queue = c->srv->cfg.max_queue * WS_TRUST_FACTOR;
+	if (!c->mring)
+		c->mcap = c->srv->cfg.media_queue * WS_TRUST_FACTOR;
+	int sndbuf = WS_SNDBUF * WS_TRUST_FACTOR;
+	setsockopt((int)lws_get_socket_fd(c->wsi), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+}
 
 /* Token bucket: 1 when the message may pass. */
 static int rate_take(struct ws_conn *c)
@@ -226,7 +238,7 @@ static void on_receive(struct ws_conn *c, const void *in, size_t len)
 			s->h.binary(c->user, (uint8_t *)c->rx, c->rxlen);
 	} else if (c->rx_discard)
 		refuse(c, WS_REFUSED_TOO_LARGE);
-	else if (!rate_take(c))
+	else if (!c->trusted && !rate_take(c))
 		refuse(c, WS_REFUSED_RATE);
 	else
 		s->h.text(c->user, c->rx, c->rxlen);
@@ -259,7 +271,7 @@ static int on_writeable(struct ws_conn *c)
 	} else if (c->mcount) {
 		uint8_t *slot = c->mring + c->mhead * MSLOT;
 		size_t len = c->mlen[c->mhead];
-		c->mhead = (c->mhead + 1) % c->srv->cfg.media_queue;
+		c->mhead = (c->mhead + 1) % c->mcap;
 		c->mcount--;
 		if (lws_write(wsi, slot + LWS_PRE, len, LWS_WRITE_BINARY) < 0)
 			return -1;
@@ -286,6 +298,8 @@ static struct ws_conn *conn_new(struct ws_server *s, struct lws *wsi)
 	c->srv = s;
 	c->wsi = wsi;
 	c->tokens = s->cfg.burst;
+	c->mcap = s->cfg.media_queue;
+	c->max_queue = s->cfg.max_queue;
 	c->refill_at = c->last_rx = c->last_ping = now_s(s);
 	lws_get_peer_simple(wsi, c->peer, sizeof c->peer);
 	int sndbuf = WS_SNDBUF;

@@ -85,6 +85,11 @@ int ws_send(struct ws_conn *c, const char *buf, size_t len);
 int ws_send_media(struct ws_conn *c, const uint8_t *buf, size_t len);
 /* Close after what is queued has been sent (bounded in time). */
 void ws_close(struct ws_conn *c, int code, const char *reason);
+/* A link from another earshot node, carrying many sessions: no message
+ * rate, and a send queue, audio ring and socket buffer WS_TRUST_FACTOR
+ * times deeper. Call before its first audio frame. */
+#define WS_TRUST_FACTOR 64
+void ws_trust(struct ws_conn *c);
 /* "127.0.0.1" style peer address, for logs. */
 const char *ws_conn_peer(const struct ws_conn *c);
 

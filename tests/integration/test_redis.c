@@ -262,6 +262,90 @@ static void test_redis_restart(void **state)
 	assert_int_equal(h_server_stop(&a), 0);
 }
 
+static void start_session_across(const struct h_server *a, const struct h_server *b,
+                                 struct h_peer **c, struct h_peer **k, const char *ksub)
+{
+	*c = client_waiting(a, "c", 1);
+	*k = counselor(b, ksub);
+	set_state(*k, ST_AVAILABLE);
+	answer(*k, 1);
+	const struct proto_msg *s = expect(*c, PT_SESSION_START);
+	assert_string_equal(s->name, ksub);     /* the counselor's name, from the other node */
+	expect(*k, PT_SESSION_START);
+}
+
+static void test_text_across_nodes(void **state)
+{
+	(void)state;
+	struct h_server a, b;
+	fresh_db(5);
+	node_start(&a, "host", NULL);
+	node_start(&b, "owner", NULL);
+	struct h_peer *c, *k;
+	start_session_across(&a, &b, &c, &k, "kim");
+
+	assert_int_equal(h_send_json(c, "{\"type\":\"typing\",\"on\":true}"), 0);
+	assert_true(expect(k, PT_TYPING)->on);
+	assert_int_equal(h_send_json(c, "{\"type\":\"msg\",\"id\":1,\"text\":\"from far away\"}"), 0);
+	const struct proto_msg *m = expect(k, PT_MSG);
+	assert_string_equal(m->text, "from far away");
+	char ack[96];
+	snprintf(ack, sizeof ack, "{\"type\":\"ack\",\"seq\":%lld}", (long long)m->seq);
+	assert_int_equal(h_send_json(k, ack), 0);
+	int64_t seq = m->seq;
+	assert_int_equal(expect(c, PT_DELIVERED)->seq, seq);
+	assert_int_equal(h_send_json(k, "{\"type\":\"msg\",\"id\":7,\"text\":\"I hear you\"}"), 0);
+	assert_string_equal(expect(c, PT_MSG)->text, "I hear you");
+
+	/* The counselor ends it; the client's own node takes the rating. */
+	assert_int_equal(h_send_json(k, "{\"type\":\"end\"}"), 0);
+	const struct proto_msg *e = expect(c, PT_SESSION_END);
+	assert_string_equal(e->reason, "ended_by_counselor");
+	assert_non_null(strstr(e->referral, "emergency"));
+	assert_int_equal(h_send_json(c, "{\"type\":\"rate\",\"score\":5}"), 0);
+	expect(c, PT_RATED);
+	stats_until(&a, "\"ratings\":{\"count\":1,");
+
+	/* Again, and this time the client leaves mid-session. */
+	assert_int_equal(h_send_json(c, "{\"type\":\"talk_now\",\"topic\":\"grief\",\"mode\":\"text\"}"), 0);
+	answer(k, 1);
+	expect(c, PT_SESSION_START);
+	expect(k, PT_SESSION_START);
+	h_peer_free(c);
+	assert_string_equal(expect(k, PT_SESSION_END)->reason, "peer_left");
+	h_peer_free(k);
+	assert_int_equal(h_server_stop(&a), 0);
+	assert_int_equal(h_server_stop(&b), 0);
+}
+
+static void test_session_node_killed(void **state)
+{
+	(void)state;
+	struct h_server a, b;
+	fresh_db(6);
+	node_start(&a, "stays", NULL);
+	node_start(&b, "falls", NULL);
+	struct h_peer *c, *k;
+	start_session_across(&a, &b, &c, &k, "kit");
+	/* The session's node dies: the client hears it plainly, and can ask
+	 * again at once. */
+	h_server_kill(&b);
+	assert_string_equal(expect(c, PT_SESSION_END)->reason, "peer_left");
+	assert_int_equal(h_send_json(c, "{\"type\":\"talk_now\",\"topic\":\"grief\",\"mode\":\"text\"}"), 0);
+	assert_int_equal(expect(c, PT_QUEUE)->position, 1);
+	h_peer_free(c);
+	h_peer_free(k);
+
+	/* The client's node dies: the counselor's session ends. */
+	node_start(&b, "rises", NULL);
+	start_session_across(&b, &a, &c, &k, "kat");
+	h_server_kill(&b);
+	assert_string_equal(expect(k, PT_SESSION_END)->reason, "peer_left");
+	h_peer_free(c);
+	h_peer_free(k);
+	assert_int_equal(h_server_stop(&a), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -269,6 +353,8 @@ int main(void)
 		cmocka_unit_test(test_one_queue_two_nodes),
 		cmocka_unit_test(test_node_killed),
 		cmocka_unit_test(test_redis_restart),
+		cmocka_unit_test(test_text_across_nodes),
+		cmocka_unit_test(test_session_node_killed),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

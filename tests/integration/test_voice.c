@@ -82,10 +82,10 @@ static double dominant_hz(const char *path)
 	return best_hz;
 }
 
-static void run_call(const char *const *server_args)
+/* A call between a client on `csrv` and a counselor on `ksrv` (the same
+ * server, or two nodes sharing Redis). */
+static void call(const struct h_server *csrv, const struct h_server *ksrv)
 {
-	struct h_server srv;
-	assert_int_equal(h_server_start(&srv, server_args), 0);
 	char dir[] = "/tmp/earshot-voice-XXXXXX";
 	assert_non_null(mkdtemp(dir));
 	char cwav[128], kwav[128];
@@ -95,12 +95,12 @@ static void run_call(const char *const *server_args)
 	snprintf(tok, sizeof tok, "%s", h_token(ROLE_COUNSELOR, "vk", "Vee", NULL, 600));
 
 	struct h_proc k, c;
-	const char *const kargs[] = { "counselor", "--url", srv.url, "--token", tok, "--available",
+	const char *const kargs[] = { "counselor", "--url", ksrv->url, "--token", tok, "--available",
 		                      "--voice", "--tone", "660", "--record", kwav,
 		                      "--voice-seconds", "3", NULL };
 	spawn(&k, kargs);
 	until(&k, "you are available", H_TIMEOUT_MS);
-	const char *const cargs[] = { "client", "--url", srv.url, "--topic", "grief", "--voice",
+	const char *const cargs[] = { "client", "--url", csrv->url, "--topic", "grief", "--voice",
 		                      "--tone", "440", "--record", cwav, "--voice-seconds", "3", NULL };
 	spawn(&c, cargs);
 	until(&k, "incoming:", H_TIMEOUT_MS);
@@ -116,7 +116,6 @@ static void run_call(const char *const *server_args)
 	say(&k, "/quit");
 	assert_int_equal(h_proc_reap(&c), 0);
 	assert_int_equal(h_proc_reap(&k), 0);
-	assert_int_equal(h_server_stop(&srv), 0);
 
 	/* At least 98% of what each side sent arrived, in order. How much was
 	 * sent depends on the machine (a busy or sanitized client skips frames
@@ -137,10 +136,44 @@ static void run_call(const char *const *server_args)
 	rmdir(dir);
 }
 
+static void run_call(const char *const *server_args)
+{
+	struct h_server srv;
+	assert_int_equal(h_server_start(&srv, server_args), 0);
+	call(&srv, &srv);
+	assert_int_equal(h_server_stop(&srv), 0);
+}
+
 static void test_tones_gcm(void **state)
 {
 	(void)state;
 	run_call(NULL);
+}
+
+/* The client on one node, the counselor on another: the session runs on
+ * the counselor's node and the client's node relays its audio. */
+static void test_tones_across_nodes(void **state)
+{
+	(void)state;
+	struct h_redis r;
+	assert_int_equal(h_redis_start(&r), 0);
+	const char *const a_args[] = { "--redis", r.url, "--node-id", "hostnode", NULL };
+	const char *const b_args[] = { "--redis", r.url, "--node-id", "ownernode", NULL };
+	struct h_server a, b;
+	assert_int_equal(h_server_start(&a, a_args), 0);
+	assert_int_equal(h_server_start(&b, b_args), 0);
+	char body[64] = "";
+	for (int i = 0; i < 200 && (strcmp(body, "ok\n") != 0); i++) {
+		h_http_get(a.port, "/healthz", body, sizeof body);
+		h_pump(25);
+	}
+	call(&a, &b);
+	char stats[4096];
+	assert_int_equal(h_http_get(b.port, "/stats", stats, sizeof stats), 200);
+	assert_non_null(strstr(stats, "\"dropped_auth\":0,"));
+	assert_int_equal(h_server_stop(&a), 0);
+	assert_int_equal(h_server_stop(&b), 0);
+	h_redis_stop(&r);
 }
 
 static void test_tones_cm(void **state)
@@ -155,6 +188,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tones_gcm),
 		cmocka_unit_test(test_tones_cm),
+		cmocka_unit_test(test_tones_across_nodes),
 	};
 	return cmocka_run_group_tests(tests, h_group_setup, h_group_teardown);
 }

@@ -186,7 +186,7 @@ static void test_table_names_unique_and_complete(void **state)
 		"msg-rate", "msg-burst", "max-queue", "auth-timeout", "shutdown-grace",
 		"time-scale", "log-level", "referral", "srtp-profile", "media-max-packet",
 		"media-max-pps", "media-queue", "silence-timeout", "link-report", "web-root",
-		"redis", "node-id", "presence-ttl",
+		"redis", "node-id", "presence-ttl", "advertise-url",
 	};
 	assert_int_equal(NDIRECTIVES, sizeof(want) / sizeof(want[0]));
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
@@ -820,9 +820,27 @@ static void test_dev_conf(void **state)
 	assert_string_equal(config_token_secret(&c), "earshot-dev-secret-do-not-use-in-production");
 }
 
+/* The two-node example: the same service, distinct names and addresses. */
+static void test_node_confs(void **state)
+{
+	(void)state;
+	struct config a, b;
+	load_shipped(&a, "configs/node-a.conf");
+	load_shipped(&b, "configs/node-b.conf");
+	assert_string_equal(a.redis, b.redis);
+	assert_true(strncmp(a.redis, "redis://", 8) == 0);
+	assert_string_equal(a.node_id, "a");
+	assert_string_equal(b.node_id, "b");
+	assert_int_not_equal(a.port, b.port);
+	assert_string_equal(a.advertise_url, "ws://127.0.0.1:8081/ws");
+	assert_string_equal(b.advertise_url, "ws://127.0.0.1:8082/ws");
+	assert_string_equal(config_token_secret(&a), config_token_secret(&b));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_node_confs),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_validate_srtp_profile),
 		cmocka_unit_test(test_table_defaults_apply_cleanly),

@@ -712,7 +712,7 @@ static void test_tables(void **state)
 		assert_non_null(n);
 		assert_int_equal(proto_type_parse(n), t);
 	}
-	for (int r = ROLE_CLIENT; r <= ROLE_OPERATOR; r++)
+	for (int r = ROLE_CLIENT; r <= ROLE_NODE; r++)
 		assert_int_equal(proto_role_parse(proto_role_name((enum proto_role)r)), r);
 	for (int md = MODE_TEXT; md <= MODE_VOICE; md++)
 		assert_int_equal(proto_mode_parse(proto_mode_name((enum proto_mode)md)), md);
@@ -726,7 +726,8 @@ static void test_tables(void **state)
 	assert_null(proto_type_name(PT__COUNT));
 	assert_null(proto_type_name((enum proto_type)-1));
 	assert_null(proto_role_name(ROLE_NONE));
-	assert_null(proto_role_name((enum proto_role)4));
+	assert_null(proto_role_name((enum proto_role)5));
+	assert_string_equal(proto_role_name(ROLE_NODE), "node");
 	assert_null(proto_mode_name((enum proto_mode)3));
 	assert_null(proto_state_name(ST__COUNT));
 	assert_int_equal(proto_type_parse("nope"), PT_NONE);
