@@ -29,7 +29,7 @@ CORE_SRC := proto/proto.c proto/rtp.c proto/media.c server/log.c server/config.c
             server/matcher.c server/slot.c server/metrics.c server/quality.c
 # I/O: the loop glue, the transport and the hub that wires everything.
 SERVER_SRC := server/ws.c server/relay.c server/web.c server/store_mem.c server/store_redis.c \
-              server/pipe.c server/span.c server/hub.c server/session.c server/main.c \
+              server/pipe.c server/span.c server/stats.c server/hub.c server/session.c server/main.c \
               client-demo/esclient.c
 CLIENT_LIB_SRC := client-demo/esclient.c client-demo/voice.c client-demo/wav.c
 CLIENT_SRC := client-demo/earshot.c
@@ -41,7 +41,8 @@ CORE_OBJ := $(call obj,$(CORE_SRC))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
 INTEG_TESTS := $(patsubst tests/integration/%.c,$(B)/tests/%,$(wildcard tests/integration/test_*.c))
 
-.PHONY: FORCE all binaries deps test-deps run test check unit integration browser fuzz fuzz-replay clean
+.PHONY: FORCE all binaries deps test-deps run test check unit integration integration-redis browser fuzz \
+        fuzz-replay clean
 .DEFAULT_GOAL := all
 
 # The entry points (all, run, test, fuzz) install missing packages first and
@@ -112,6 +113,14 @@ integration: binaries $(INTEG_TESTS)
 	@set -e; for t in $(INTEG_TESTS); do echo "== $$t"; \
 	    EARSHOTD=$(B)/earshotd EARSHOT=$(B)/earshot EARSHOT_LOADTEST=$(B)/earshot-loadtest $$t; done
 
+# The same tests on the other backend: every server they start keeps
+# presence and the queue in a redis-server of the test's own.
+REDIS_PARITY := journey lifecycle badinput cli media_relay web
+integration-redis: binaries $(INTEG_TESTS)
+	@set -e; for t in $(REDIS_PARITY); do echo "== $(B)/tests/test_$$t on Redis"; \
+	    EARSHOT_TEST_REDIS=1 EARSHOTD=$(B)/earshotd EARSHOT=$(B)/earshot \
+	    EARSHOT_LOADTEST=$(B)/earshot-loadtest $(B)/tests/test_$$t; done
+
 # Browser tests: Debian's Chromium driven by playwright-core (npm ci from
 # the lock file; no browser is downloaded). Screenshots: build/screenshots.
 BROWSER_TESTS := $(wildcard tests/browser/*.test.mjs)
@@ -122,7 +131,7 @@ ifneq ($(BROWSER_TESTS),)
 	    node --test --test-concurrency=1 $(BROWSER_TESTS)
 endif
 
-check: unit fuzz-replay integration browser
+check: unit fuzz-replay integration integration-redis browser
 
 # The whole suite: a normal pass, then one under the sanitizers.
 test: test-deps

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <ctype.h>
 #include <string.h>
 
 /* ---- spelling tables ---------------------------------------------------- */
@@ -557,6 +558,91 @@ static enum proto_status stat_decode(const struct stat_field *sf, json_t *root,
 	return PROTO_OK;
 }
 
+/* `stats.nodes`: an array of at most PROTO_NODES_MAX node objects. */
+static const struct {
+	const char *name;
+	enum stat_kind kind;
+	size_t off;
+} node_fields[] = {
+	{ "sessions", S_U32, offsetof(struct proto_node_stats, sessions) },
+	{ "connections", S_U32, offsetof(struct proto_node_stats, connections) },
+	{ "relayed", S_U64, offsetof(struct proto_node_stats, relayed) },
+	{ "dropped", S_U64, offsetof(struct proto_node_stats, dropped) },
+	{ "uptime_s", S_U64, offsetof(struct proto_node_stats, uptime_s) },
+};
+
+static int node_id_ok(const char *s, size_t n)
+{
+	if (n == 0 || n > PROTO_NODE_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
+			return 0;
+	return 1;
+}
+
+static enum proto_status nodes_decode(json_t *root, struct proto_stats *st,
+                                      struct proto_err *err)
+{
+	json_t *arr = json_object_get(root, "nodes");
+	if (arr == NULL || json_is_null(arr))
+		return PROTO_OK;
+	if (!json_is_array(arr) || json_array_size(arr) > PROTO_NODES_MAX)
+		return fail(err, "bad_field", "field 'nodes' must be an array of at most %d",
+		            PROTO_NODES_MAX);
+	for (size_t i = 0; i < json_array_size(arr); i++) {
+		json_t *o = json_array_get(arr, i);
+		json_t *id = json_object_get(o, "node");
+		struct proto_node_stats *n = &st->nodes[i];
+		if (!json_is_object(o) || !json_is_string(id) ||
+		    !node_id_ok(json_string_value(id), json_string_length(id)))
+			return fail(err, "bad_field", "nodes[%zu] needs a 'node' id", i);
+		memcpy(n->node, json_string_value(id), json_string_length(id) + 1);
+		for (size_t f = 0; f < NELEM(node_fields); f++) {
+			json_t *v = json_object_get(o, node_fields[f].name);
+			if (v == NULL || json_is_null(v))
+				continue;
+			json_int_t x = json_is_integer(v) ? json_integer_value(v) : -1;
+			if (x < 0 || (node_fields[f].kind == S_U32 && x > (json_int_t)UINT32_MAX))
+				return fail(err, "bad_field", "nodes[%zu].%s must be an integer >= 0", i,
+				            node_fields[f].name);
+			char *p = (char *)n + node_fields[f].off;
+			if (node_fields[f].kind == S_U32)
+				*(uint32_t *)p = (uint32_t)x;
+			else
+				*(uint64_t *)p = (uint64_t)x;
+		}
+		st->nnodes = (uint32_t)i + 1;
+	}
+	return PROTO_OK;
+}
+
+static int nodes_encode(const struct proto_stats *st, json_t *root)
+{
+	if (st->nnodes > PROTO_NODES_MAX)
+		return -1;
+	json_t *arr = json_array();
+	if (json_object_set_new(root, "nodes", arr) != 0)
+		return -1;
+	for (uint32_t i = 0; i < st->nnodes; i++) {
+		const struct proto_node_stats *n = &st->nodes[i];
+		size_t len = strnlen(n->node, sizeof n->node);
+		json_t *o = json_object();
+		if (!node_id_ok(n->node, len) || json_array_append_new(arr, o) != 0 ||
+		    json_object_set_new(o, "node", json_stringn(n->node, len)) != 0)
+			return -1;
+		for (size_t f = 0; f < NELEM(node_fields); f++) {
+			const char *p = (const char *)n + node_fields[f].off;
+			uint64_t u = node_fields[f].kind == S_U32 ? *(const uint32_t *)p
+			                                         : *(const uint64_t *)p;
+			if (u > (uint64_t)INT64_MAX ||
+			    json_object_set_new(o, node_fields[f].name, json_integer((json_int_t)u)) != 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
 static enum proto_status decode_object(json_t *root, struct proto_msg *out,
                                        struct proto_err *err)
 {
@@ -574,10 +660,12 @@ static enum proto_status decode_object(json_t *root, struct proto_msg *out,
 		if (field_decode(f, json_object_get(root, f->name), out, err) != PROTO_OK)
 			return PROTO_ERR;
 	}
-	if (t == PT_STATS)
+	if (t == PT_STATS) {
 		for (size_t i = 0; i < NELEM(stat_fields); i++)
 			if (stat_decode(&stat_fields[i], root, &out->stats, err) != PROTO_OK)
 				return PROTO_ERR;
+		return nodes_decode(root, &out->stats, err);
+	}
 	return PROTO_OK;
 }
 
@@ -674,10 +762,12 @@ static int encode_fields(const struct proto_msg *m, json_t *root)
 	for (size_t i = 0; i < ts->nfields; i++)
 		if (field_encode(&ts->fields[i], m, root) != 0)
 			return -1;
-	if (m->type == PT_STATS)
+	if (m->type == PT_STATS) {
 		for (size_t i = 0; i < NELEM(stat_fields); i++)
 			if (stat_encode(&stat_fields[i], &m->stats, root) != 0)
 				return -1;
+		return nodes_encode(&m->stats, root);
+	}
 	return 0;
 }
 

@@ -26,6 +26,8 @@
 #define PROTO_REFERRAL_MAX 2000
 #define PROTO_KEY_MAX 43       /* base64 of a 30-byte SRTP key and salt */
 #define PROTO_WORD_MAX 7       /* short enumerations carried as strings */
+#define PROTO_NODE_MAX 40      /* node ids: [A-Za-z0-9._-] */
+#define PROTO_NODES_MAX 16     /* nodes listed in `stats` */
 
 enum proto_type {
 	PT_NONE = 0,
@@ -62,6 +64,14 @@ enum proto_state {
 	ST__COUNT
 };
 
+/* One node's own figures in `stats.nodes`. */
+struct proto_node_stats {
+	char node[PROTO_NODE_MAX + 1];
+	uint32_t sessions, connections;
+	uint64_t relayed, dropped;     /* voice packets; dropped: all reasons */
+	uint64_t uptime_s;
+};
+
 struct proto_stats {
 	uint32_t queue, oldest_wait_s;
 	uint32_t available, ringing, busy, wrapup, away;
@@ -73,6 +83,10 @@ struct proto_stats {
 	uint64_t media_relayed;
 	uint64_t media_auth, media_replay, media_not_opus, media_too_large,
 	         media_rate, media_bad_rtp, media_no_session, media_slow_reader;
+	/* Every node of the service (one without Redis); the figures above
+	 * are the whole service's. */
+	uint32_t nnodes;
+	struct proto_node_stats nodes[PROTO_NODES_MAX];
 };
 
 /* One message, either direction. Only the fields of `type` are meaningful;

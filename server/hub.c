@@ -108,44 +108,15 @@ static void conn_unhash(struct hub *h, struct conn *c)
 
 /* ---- queue positions and operator stats ---- */
 
-static void stats_fill(struct hub *h, struct proto_stats *s)
-{
-	int64_t now = hub_now_ms();
-	struct store_stats ms;
-	h->store->ops->stats(h->store, &ms);
-	memset(s, 0, sizeof *s);
-	s->queue = ms.queue;
-	s->oldest_wait_s = ms.oldest_wait_s;
-	s->available = ms.by_state[ST_AVAILABLE];
-	s->ringing = ms.by_state[ST_RINGING];
-	s->busy = ms.by_state[ST_BUSY];
-	s->wrapup = ms.by_state[ST_WRAPUP];
-	s->away = ms.by_state[ST_AWAY];
-	s->sessions = h->nsessions;
-	s->served = (uint32_t)ms.served;
-	s->abandoned = (uint32_t)ms.abandoned;
-	s->connections = (uint32_t)ws_server_connections(h->ws);
-	s->ratings_count = (uint32_t)h->ratings_count;
-	s->ratings_mean = h->ratings_count ? (double)h->ratings_sum / (double)h->ratings_count : 0;
-	s->uptime_s = (uint64_t)((now - h->started_ms) / 1000);
-	const struct metrics *mt = &h->metrics;
-	s->media_relayed = mt->media_relayed;
-	s->media_auth = mt->media_dropped[MD_AUTH];
-	s->media_replay = mt->media_dropped[MD_REPLAY];
-	s->media_not_opus = mt->media_dropped[MD_NOT_OPUS];
-	s->media_too_large = mt->media_dropped[MD_TOO_LARGE];
-	s->media_rate = mt->media_dropped[MD_RATE];
-	s->media_bad_rtp = mt->media_dropped[MD_BAD_RTP];
-	s->media_no_session = mt->media_dropped[MD_NO_SESSION];
-	s->media_slow_reader = mt->media_dropped[MD_SLOW_READER];
-}
-
 static void stats_push(struct hub *h, int force)
 {
 	struct proto_msg m = { .type = PT_STATS };
-	stats_fill(h, &m.stats);
+	hub_stats_fill(h, &m.stats);
+	/* Uptime alone is no news. */
 	struct proto_stats cmp = m.stats;
-	cmp.uptime_s = h->last_stats.uptime_s; /* uptime alone is no news */
+	cmp.uptime_s = h->last_stats.uptime_s;
+	for (uint32_t i = 0; i < cmp.nnodes; i++)
+		cmp.nodes[i].uptime_s = h->last_stats.nodes[i].uptime_s;
 	if (!force && memcmp(&cmp, &h->last_stats, sizeof cmp) == 0)
 		return;
 	h->last_stats = m.stats;
@@ -241,6 +212,18 @@ static void on_store_event(void *ctx, const struct store_event *e)
 	struct conn *c = hub_conn_by_id(h, e->conn);
 	struct proto_msg m = { .type = PT_NONE };
 	hub_stats_changed(h);
+	if (!c && e->type == SE_MATCHED) {
+		/* The counselor left right after accepting: the person must not
+		 * lose their place for it. */
+		const struct conn *client = strcmp(e->client.node, h->node) == 0
+		                            ? hub_conn_by_id(h, e->client.conn) : NULL;
+		int present = strcmp(e->client.node, h->node) != 0 ||
+		              (client && client->role == ROLE_CLIENT && client->state == ST_WAITING);
+		log_info("counselor %u left as their accept arrived: client %u of node %s back in line",
+		         e->conn, e->client.conn, e->client.node);
+		h->store->ops->client_requeue(h->store, e, present);
+		return;
+	}
 	if (!c)
 		return;   /* gone meanwhile */
 	switch (e->type) {
@@ -338,7 +321,7 @@ static void on_subscribe(struct conn *c, const struct proto_msg *m)
 	(void)m;
 	c->subscribed = 1;
 	struct proto_msg r = { .type = PT_STATS };
-	stats_fill(c->hub, &r.stats);
+	hub_stats_fill(c->hub, &r.stats);
 	hub_send(c, &r);
 }
 
@@ -634,7 +617,7 @@ static int on_http(void *ctx, const char *path, const char *query, struct ws_htt
 	}
 	if (strcmp(path, "/stats") != 0 && strcmp(path, "/metrics") != 0)
 		return -1;
-	stats_fill(h, &m.stats);
+	hub_stats_fill(h, &m.stats);
 	r->body = malloc(cap);
 	if (!r->body)
 		return -1;
@@ -720,11 +703,6 @@ static int store_new(struct hub *h, char *err, size_t errlen)
 	                           err, errlen);
 	if (!h->store)
 		return -1;
-	if (span_init(h, err, errlen) != 0) {
-		h->store->ops->free(h->store);
-		h->store = NULL;
-		return -1;
-	}
 	log_info("node %s (at %s) shares presence and the queue through %s", h->node, url,
 	         cfg->redis);
 	return 0;
@@ -809,9 +787,11 @@ void hub_free(struct hub *h)
 {
 	if (!h)
 		return;
+	/* Links first, and remote clients with them: their sessions end while
+	 * the counselors' connections still exist to be told. */
+	span_free(h);
 	ws_server_free(h->ws);  /* closes every connection: on_closed runs */
 	h->ws = NULL;
-	span_free(h);           /* and every link: remote clients go */
 	ev_timer_stop(h->loop, &h->stats_timer);
 	ev_timer_stop(h->loop, &h->house_timer);
 	ev_idle_stop(h->loop, &h->reaper);

@@ -117,6 +117,9 @@ void hub_error(struct conn *c, const char *code, const char *reason,
                enum proto_type ref);
 void hub_stats_changed(struct hub *h);
 
+/* stats.c: the service's figures, as operators see them. */
+void hub_stats_fill(struct hub *h, struct proto_stats *s);
+
 /* session.c */
 void session_start(struct hub *h, struct conn *client, struct conn *counselor,
                    const char *topic, enum proto_mode mode);
@@ -131,7 +134,6 @@ int session_media(struct conn *c, uint8_t *buf, size_t len);
 void session_media_tick(struct session *s, int64_t now);
 
 /* span.c - sessions across nodes. The session's node (the owner): */
-int span_init(struct hub *h, char *err, size_t errlen);
 void span_free(struct hub *h);
 /* A session with a client on another node is starting: the client as a
  * conn here, attached over the link to its node; NULL on failure. */

@@ -85,14 +85,24 @@ long metrics_render(const struct metrics *m, const struct proto_stats *s,
 	};
 	for (size_t i = 0; i < sizeof by_state / sizeof by_state[0]; i++)
 		put(&o, "earshot_counselors{state=\"%s\"} %u\n", by_state[i].state, by_state[i].n);
-	gauge(&o, "earshot_sessions", "Sessions in progress.", s->sessions);
-	gauge(&o, "earshot_connections", "Open WebSocket connections.", s->connections);
+	gauge(&o, "earshot_sessions", "Sessions in progress, the whole service.", s->sessions);
+	gauge(&o, "earshot_connections", "Open WebSocket connections, the whole service.", s->connections);
 	counter(&o, "earshot_sessions_served_total", "Offers accepted (sessions started).", s->served);
 	counter(&o, "earshot_queue_abandoned_total", "People who left the queue before being served.",
 	        s->abandoned);
 	counter(&o, "earshot_ratings_total", "Session ratings received.", s->ratings_count);
 	gauge(&o, "earshot_rating_mean", "Mean session rating (1-5).", s->ratings_mean);
 	gauge(&o, "earshot_uptime_seconds", "Seconds since the server started.", (double)s->uptime_s);
+	/* The service's figures above are sums over its nodes; each node's own: */
+	put(&o, "# HELP earshot_node_sessions Sessions in progress, by node.\n"
+	        "# TYPE earshot_node_sessions gauge\n");
+	for (uint32_t i = 0; i < s->nnodes; i++)
+		put(&o, "earshot_node_sessions{node=\"%s\"} %u\n", s->nodes[i].node, s->nodes[i].sessions);
+	put(&o, "# HELP earshot_node_connections Open WebSocket connections, by node.\n"
+	        "# TYPE earshot_node_connections gauge\n");
+	for (uint32_t i = 0; i < s->nnodes; i++)
+		put(&o, "earshot_node_connections{node=\"%s\"} %u\n", s->nodes[i].node,
+		    s->nodes[i].connections);
 	counter(&o, "earshot_connections_total", "WebSocket connections accepted.", m->connections_total);
 	counter(&o, "earshot_messages_in_total", "Messages accepted from peers.", m->messages_in);
 	counter(&o, "earshot_chat_relayed_total", "Chat messages relayed.", m->chat_relayed);

@@ -59,10 +59,13 @@ static void remote_drop(struct conn *r)
 	r->pipe = NULL;
 }
 
+static int links_open(struct hub *h);
+
 struct conn *span_remote_client(struct hub *h, const struct store_ref *ref, const char *url,
                                 const char *counselor_sub)
 {
-	struct pipe *p = url[0] && url[0] != '-' ? pipe_to(h->pipes, ref->node, url) : NULL;
+	struct pipe *p = url[0] && url[0] != '-' && links_open(h) == 0
+	                 ? pipe_to(h->pipes, ref->node, url) : NULL;
 	if (!p) {
 		log_error("no link to node %s (at '%s'): its client cannot be served here",
 		          ref->node, url);
@@ -290,8 +293,15 @@ void span_link_gone(struct conn *link)
 
 /* ---- life cycle ---- */
 
-int span_init(struct hub *h, char *err, size_t errlen)
+/* The client context for links, made on the first session across nodes:
+ * a node that never needs one carries no second TLS context (whose
+ * certificate store, created beside a TLS server's, OpenSSL does not give
+ * back at exit). */
+static int links_open(struct hub *h)
 {
+	if (h->pipes)
+		return 0;
+	char err[160];
 	struct auth_identity id = { .role = ROLE_NODE };
 	snprintf(id.sub, sizeof id.sub, "%s", h->node);
 	char token[PROTO_TOKEN_MAX + 1];
@@ -299,12 +309,14 @@ int span_init(struct hub *h, char *err, size_t errlen)
 	 * once, valid for a long time, and checked by hosts only at hello. */
 	if (auth_mint(&id, config_token_secret(&h->cfg), (int64_t)time(NULL),
 	              NODE_TOKEN_TTL_S, token, sizeof token) != 0) {
-		snprintf(err, errlen, "cannot mint this node's link token");
+		log_error("cannot mint this node's link token");
 		return -1;
 	}
 	struct pipe_handlers ph = { .ctx = h, .text = on_pipe_text, .media = on_pipe_media,
 		                    .closed = on_pipe_closed };
-	h->pipes = pipe_set_new(h->loop, token, h->cfg.dev_mode, &ph, err, errlen);
+	h->pipes = pipe_set_new(h->loop, token, h->cfg.dev_mode, &ph, err, sizeof err);
+	if (!h->pipes)
+		log_error("node links: %s", err);
 	return h->pipes ? 0 : -1;
 }
 

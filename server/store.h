@@ -60,6 +60,7 @@ struct store_event {
 	int err;
 	struct store_ref client;
 	char url[256];                 /* SE_MATCHED: the client's node's address */
+	char place[48];                /* SE_MATCHED: where the client waited (backend's) */
 	int64_t offer_id;
 	uint32_t waited_s;
 	char topic[PROTO_TOPIC_MAX + 1];
@@ -71,11 +72,19 @@ struct store_event {
 
 typedef void (*store_emit_fn)(void *ctx, const struct store_event *e);
 
-/* What the operator sees of the queue and the counselors (cluster-wide). */
+#define STORE_FIGURES_MAX 256
+
+/* What the operator sees of the queue and the counselors (cluster-wide),
+ * and every live node's own figures as it published them. */
 struct store_stats {
 	uint32_t queue, oldest_wait_s;
 	uint32_t by_state[ST__COUNT];
 	uint64_t served, abandoned;
+	uint32_t nnodes;
+	struct {
+		char node[STORE_NODE_MAX + 1];
+		char figures[STORE_FIGURES_MAX];
+	} nodes[PROTO_NODES_MAX];      /* sorted by node id */
 };
 
 struct store;
@@ -98,10 +107,16 @@ struct store_ops {
 	/* Accept or decline `offer_id`; SE_RESULT only on error. */
 	void (*counselor_answer)(struct store *s, uint32_t conn, int64_t offer_id,
 	                         int accept);
+	/* An SE_MATCHED whose counselor had gone before it arrived: the client
+	 * goes back to their place in line (`present` 0: they are gone too). */
+	void (*client_requeue)(struct store *s, const struct store_event *matched, int present);
 	/* The counselor's session closed: wrap-up (or available). */
 	void (*counselor_session_over)(struct store *s, uint32_t conn);
-	/* The latest known figures (Redis: refreshed about once a second). */
+	/* The latest known figures (Redis: refreshed four times a second). */
 	void (*stats)(struct store *s, struct store_stats *out);
+	/* This node's own figures, a line the hub writes and reads back from
+	 * `stats` (sessions, connections, ...): shared with its presence. */
+	void (*publish)(struct store *s, const char *figures);
 	/* Whether the store can take new work now. */
 	int (*up)(struct store *s);
 	void (*free)(struct store *s);

@@ -28,6 +28,7 @@ local function nodekey(n) return P .. 'node:' .. n end
 local function evkey(n) return P .. 'ev:' .. n end
 local function nkkey(n) return P .. 'nk:' .. n end  -- SET the node's counselors
 local function nckey(n) return P .. 'nc:' .. n end  -- SET the node's client entries
+local function figkey(n) return P .. 'fig:' .. n end -- the node's own figures
 
 local C  -- the rules of this call
 
@@ -229,12 +230,14 @@ local function sweep_nodes(t)
     if redis.call('EXISTS', nodekey(n)) == 0 then
       for _, kg in ipairs(redis.call('SMEMBERS', nkkey(n))) do counselor_remove(kg, t) end
       for _, cg in ipairs(redis.call('SMEMBERS', nckey(n))) do client_remove(cg, t, true) end
-      redis.call('DEL', nkkey(n), nckey(n), evkey(n))
+      redis.call('DEL', nkkey(n), nckey(n), evkey(n), figkey(n))
       redis.call('SREM', NODES, n)
     end
   end
 end
 
+-- qver, queue, oldest wait, counselors by state, served, abandoned, then
+-- node id and figures for each live node, sorted by id.
 local function stats(t)
   local out = { redis.call('HGET', STATS, 'qver') or '0', redis.call('ZCARD', QUEUE) }
   local first = redis.call('ZRANGE', QUEUE, 0, 0)
@@ -245,6 +248,15 @@ local function stats(t)
   end
   out[#out + 1] = tonumber(redis.call('HGET', STATS, 'served') or '0')
   out[#out + 1] = tonumber(redis.call('HGET', STATS, 'abandoned') or '0')
+  local nodes = redis.call('SMEMBERS', NODES)
+  table.sort(nodes)
+  for _, n in ipairs(nodes) do
+    local f = redis.call('GET', figkey(n))
+    if f then
+      out[#out + 1] = n
+      out[#out + 1] = f
+    end
+  end
   return out
 end
 
@@ -327,14 +339,17 @@ redis.register_function('es_k_answer', with_rules(function(a, t)
     local cg = k.offer_client
     local c = get(ckey(cg))
     if not c then return 'no_such_offer' end
+    local place = redis.call('ZSCORE', QUEUE, cg)
     redis.call('ZREM', QUEUE, cg)
     client_forget(cg, c.node)
     bump()
     redis.call('HSET', kkey(kg), 'offer_id', 0, 'offer_client', '', 'missed', 0, 'busy_since', t)
     redis.call('HINCRBY', STATS, 'served', 1)
     set_state(kg, k, 'busy', nil)
+    -- Where the client was (since, place), should the counselor turn out
+    -- to be gone by the time their node reads this: see es_requeue.
     emit(k.node, 'matched', k.conn, c.node, c.conn, c.topic, c.mode,
-         redis.call('GET', nodekey(c.node)) or '-')
+         redis.call('GET', nodekey(c.node)) or '-', c.since, place)
   else
     -- A decline is a choice made at the desk: not a miss, and the
     -- counselor keeps their place among the idle.
@@ -343,6 +358,30 @@ redis.register_function('es_k_answer', with_rules(function(a, t)
     set_state(kg, k, 'available', nil)
     match(t)
   end
+  return 'ok'
+end))
+
+-- A match whose counselor was gone before their node could start the
+-- session: the client goes back to the place they had (node conn topic
+-- mode since place), and the accept is not counted served. With `present`
+-- 0 the client is known gone too: counted abandoned instead.
+redis.register_function('es_requeue', with_rules(function(a, t)
+  local node, conn, present = a[1], a[2], a[7] == '1'
+  local cg = node .. '/' .. conn
+  redis.call('HINCRBY', STATS, 'served', -1)
+  if not present then
+    redis.call('HINCRBY', STATS, 'abandoned', 1)
+    bump()
+    return 'ok'
+  end
+  if redis.call('ZSCORE', QUEUE, cg) then return 'ok' end
+  redis.call('DEL', ckey(cg))
+  redis.call('HSET', ckey(cg), 'node', node, 'conn', conn, 'topic', a[3], 'mode', a[4],
+             'since', a[5], 'offered_to', '', 'declined', '')
+  redis.call('SADD', nckey(node), cg)
+  redis.call('ZADD', QUEUE, a[6], cg)
+  bump()
+  match(t)
   return 'ok'
 end))
 
@@ -368,10 +407,12 @@ redis.register_function('es_k_over', with_rules(function(a, t)
   return 'ok'
 end))
 
--- node ttl_ms url: register or keep alive (the key holds where other nodes
--- reach it); then deadlines, dead nodes and matching. -> stats (see stats())
+-- node ttl_ms url figures: register or keep alive (the key holds where
+-- other nodes reach it, figkey its own figures); then deadlines, dead nodes
+-- and matching. -> stats (see stats())
 redis.register_function('es_tick', with_rules(function(a, t)
   redis.call('SET', nodekey(a[1]), a[3], 'PX', a[2])
+  if a[4] ~= '-' then redis.call('SET', figkey(a[1]), a[4], 'PX', a[2]) end
   redis.call('SADD', NODES, a[1])
   for _, kg in ipairs(redis.call('ZRANGEBYSCORE', DEADLINES, '-inf', t)) do
     local k = get(kkey(kg))

@@ -32,6 +32,7 @@ struct store_mem {
 	store_emit_fn emit;
 	void *ctx;
 	char node[STORE_NODE_MAX + 1];
+	char figures[STORE_FIGURES_MAX];
 	struct entry *buckets[BUCKETS];
 	struct store_event *pending;   /* events not yet delivered */
 	size_t npending, cap, next;
@@ -261,6 +262,15 @@ static void counselor_answer(struct store *st, uint32_t conn, int64_t offer_id, 
 	settle(s);
 }
 
+/* Here the match is reported from inside the counselor's own accept, so
+ * the counselor cannot be gone by the time it arrives. */
+static void client_requeue(struct store *st, const struct store_event *m, int present)
+{
+	(void)st;
+	(void)m;
+	(void)present;
+}
+
 static void counselor_session_over(struct store *st, uint32_t conn)
 {
 	struct store_mem *s = MEM(st);
@@ -281,6 +291,14 @@ static void stats(struct store *st, struct store_stats *out)
 	memcpy(out->by_state, ms.by_state, sizeof out->by_state);
 	out->served = ms.served;
 	out->abandoned = ms.abandoned;
+	out->nnodes = 1;
+	memcpy(out->nodes[0].node, s->node, sizeof out->nodes[0].node);
+	memcpy(out->nodes[0].figures, s->figures, sizeof out->nodes[0].figures);
+}
+
+static void publish(struct store *st, const char *figures)
+{
+	snprintf(MEM(st)->figures, sizeof MEM(st)->figures, "%s", figures);
 }
 
 static int up(struct store *st)
@@ -321,8 +339,10 @@ static const struct store_ops mem_ops = {
 	.counselor_gone = counselor_gone,
 	.counselor_set = counselor_set,
 	.counselor_answer = counselor_answer,
+	.client_requeue = client_requeue,
 	.counselor_session_over = counselor_session_over,
 	.stats = stats,
+	.publish = publish,
 	.up = up,
 	.free = mem_free,
 };

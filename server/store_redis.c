@@ -57,6 +57,8 @@ struct store_redis {
 	struct store_config cfg;
 	char node[STORE_NODE_MAX + 1];
 	char node_url[256];            /* where other nodes reach this one */
+	char figures[STORE_FIGURES_MAX]; /* this node's own, from the hub */
+	uint64_t figures_sum;          /* FNV-1a of every node's, last tick */
 	char host[256];
 	int port, db;
 	int64_t ttl_ms;
@@ -172,9 +174,9 @@ static int parse_ref(const char *node, const char *conn, struct store_ref *ref)
 /* One line from this node's event list (see store.lua). */
 static void on_event_line(struct store_redis *s, char *line)
 {
-	char *f[9];
+	char *f[10];
 	int n = 0;
-	for (char *save = NULL, *t = strtok_r(line, " ", &save); t && n < 9;
+	for (char *save = NULL, *t = strtok_r(line, " ", &save); t && n < 10;
 	     t = strtok_r(NULL, " ", &save))
 		f[n++] = t;
 	if (n < 2)
@@ -201,13 +203,14 @@ static void on_event_line(struct store_redis *s, char *line)
 		e.type = SE_OFFER_GONE;
 		e.offer_id = strtoll(f[2], NULL, 10);
 		e.reason = reason_of(f[3]);
-	} else if (strcmp(f[0], "matched") == 0 && n == 7) {
+	} else if (strcmp(f[0], "matched") == 0 && n == 9) {
 		e.type = SE_MATCHED;
 		if (parse_ref(f[2], f[3], &e.client) != 0)
 			return;
 		snprintf(e.topic, sizeof e.topic, "%s", f[4]);
 		e.mode = strcmp(f[5], "voice") == 0 ? MODE_VOICE : MODE_TEXT;
 		snprintf(e.url, sizeof e.url, "%s", f[6]);
+		snprintf(e.place, sizeof e.place, "%s %s", f[7], f[8]);
 		if (strcmp(e.client.node, s->node) == 0) {
 			struct local *c = local_find(s, e.client.conn);
 			if (c)
@@ -374,7 +377,8 @@ static void on_tick_reply(redisAsyncContext *ac, void *reply, void *priv)
 	(void)priv;
 	struct store_redis *s = ac->data;
 	const redisReply *r = reply;
-	if (!reply_ok(r) || r->type != REDIS_REPLY_ARRAY || r->elements != 10) {
+	if (!reply_ok(r) || r->type != REDIS_REPLY_ARRAY || r->elements < 10 ||
+	    (r->elements - 10) % 2) {
 		if (r && r->type == REDIS_REPLY_ERROR)
 			log_warn("redis: es_tick: %s", r->str);
 		return;
@@ -389,7 +393,24 @@ static void on_tick_reply(redisAsyncContext *ac, void *reply, void *priv)
 		st->by_state[order[i]] = (uint32_t)r->element[3 + i]->integer;
 	st->served = (uint64_t)r->element[8]->integer;
 	st->abandoned = (uint64_t)r->element[9]->integer;
-	if (qver != s->qver) {
+	/* Another node's figures moving (a session there ended, someone
+	 * connected) is news for operators here too. */
+	uint64_t sum = 1469598103934665603ull;
+	for (size_t i = 10; i < r->elements; i++)
+		for (const char *p = r->element[i]->str ? r->element[i]->str : ""; *p; p++)
+			sum = (sum ^ (unsigned char)*p) * 1099511628211ull;
+	int moved = sum != s->figures_sum;
+	s->figures_sum = sum;
+	st->nnodes = 0;
+	for (size_t i = 10; i + 1 < r->elements && st->nnodes < PROTO_NODES_MAX; i += 2) {
+		const redisReply *n = r->element[i], *f = r->element[i + 1];
+		if (n->type != REDIS_REPLY_STRING || f->type != REDIS_REPLY_STRING)
+			continue;
+		snprintf(st->nodes[st->nnodes].node, sizeof st->nodes[0].node, "%s", n->str);
+		snprintf(st->nodes[st->nnodes].figures, sizeof st->nodes[0].figures, "%s", f->str);
+		st->nnodes++;
+	}
+	if (qver != s->qver || moved) {
 		s->qver = qver;
 		struct store_event e = { .type = SE_STATS };
 		deliver(s, &e);
@@ -402,8 +423,8 @@ static void send_tick(struct store_redis *s)
 {
 	char ttl[24];
 	snprintf(ttl, sizeof ttl, "%lld", (long long)s->ttl_ms);
-	const char *argv[] = { s->node, ttl, s->node_url };
-	fcall(s, on_tick_reply, NULL, "es_tick", 3, argv, NULL);
+	const char *argv[] = { s->node, ttl, s->node_url, s->figures[0] ? s->figures : "-" };
+	fcall(s, on_tick_reply, NULL, "es_tick", 4, argv, NULL);
 }
 
 static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -764,6 +785,21 @@ static void counselor_answer(struct store *st, uint32_t conn, int64_t offer_id, 
 		emit_result(s, conn, ref, STORE_DOWN);
 }
 
+static void client_requeue(struct store *st, const struct store_event *m, int present)
+{
+	struct store_redis *s = RED(st);
+	char conn[16], since[24] = "0", place[24] = "0";
+	snprintf(conn, sizeof conn, "%u", m->client.conn);
+	sscanf(m->place, "%23s %23s", since, place);
+	const char *argv[] = { m->client.node, conn, m->topic, proto_mode_name(m->mode), since, place,
+		               present ? "1" : "0" };
+	if (s->ready)
+		fcall(s, on_quiet_reply, NULL, "es_requeue", 7, argv, NULL);
+	else
+		log_warn("redis away: client %s/%u could not be put back in line", m->client.node,
+		         m->client.conn);
+}
+
 static void counselor_session_over(struct store *st, uint32_t conn)
 {
 	struct store_redis *s = RED(st);
@@ -784,6 +820,11 @@ static void stats(struct store *st, struct store_stats *out)
 static int up(struct store *st)
 {
 	return RED(st)->ready;
+}
+
+static void publish(struct store *st, const char *figures)
+{
+	snprintf(RED(st)->figures, sizeof RED(st)->figures, "%s", figures);
 }
 
 static void redis_free(struct store *st)
@@ -815,8 +856,10 @@ static const struct store_ops redis_ops = {
 	.counselor_gone = counselor_gone,
 	.counselor_set = counselor_set,
 	.counselor_answer = counselor_answer,
+	.client_requeue = client_requeue,
 	.counselor_session_over = counselor_session_over,
 	.stats = stats,
+	.publish = publish,
 	.up = up,
 	.free = redis_free,
 };

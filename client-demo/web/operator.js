@@ -91,6 +91,7 @@ function render(st) {
   show('connections', count.format(st.connections));
   renderUptime();
   renderMedia(st.media);
+  renderNodes(st.nodes || []);
   document.title = st.queue > 0 ? `(${st.queue}) earshot · operator` : 'earshot · operator';
 }
 
@@ -117,6 +118,21 @@ function renderMedia(media) {
     row.append(dt, dd);
     return row;
   });
+  const now = Array.from(list.children, (r) => r.textContent).join('|');
+  if (now !== rows.map((r) => r.textContent).join('|')) list.replaceChildren(...rows);
+}
+
+function renderNodes(nodes) {
+  const rows = nodes.map((n) => {
+    const tr = document.createElement('tr');
+    const th = Object.assign(document.createElement('th'), { scope: 'row', textContent: n.node });
+    tr.append(th);
+    for (const v of [count.format(n.sessions), count.format(n.connections), count.format(n.relayed),
+      count.format(n.dropped), duration(n.uptime_s)])
+      tr.append(Object.assign(document.createElement('td'), { textContent: v }));
+    return tr;
+  });
+  const list = $('nodes');
   const now = Array.from(list.children, (r) => r.textContent).join('|');
   if (now !== rows.map((r) => r.textContent).join('|')) list.replaceChildren(...rows);
 }

@@ -84,7 +84,7 @@ async function shots(page, name) {
 }
 
 before(async () => {
-  server = await startServer();
+  server = await startServer(['--node-id', 'op-node']);
   browser = await launch();
 });
 
@@ -117,6 +117,11 @@ test('the operator dashboard follows the queue, the counselors and the connectio
   assert.equal(await page.locator('#banner').isVisible(), false, 'no banner while connected');
   assert.match(await page.locator('#chart-summary').textContent(), /queue steady at 0 people/);
   assert.equal(await page.locator('h1').textContent(), 'earshot operator');
+  // One node, named, with its own figures (the operator's connection is one).
+  const nodeRow = page.locator('#nodes tr');
+  await until(async () => (await nodeRow.count()) === 1, 'one node listed');
+  assert.equal(await nodeRow.locator('th').textContent(), 'op-node');
+  assert.equal(await nodeRow.locator('td').first().textContent(), '0');
   await shots(page, 'operator-empty');
 
   // Two people wait.

@@ -41,6 +41,11 @@ struct h_peer {
 
 static struct ev_loop *loop;
 static struct esc_ctx *ctx;
+/* EARSHOT_TEST_REDIS=1: every server this binary starts keeps presence and
+ * the queue in a redis-server of its own (the same tests, the other
+ * backend), each server in a freshly emptied database. */
+static struct h_redis shared_redis;
+static int shared_db;
 static ev_timer guard;
 /* Servers started and not yet stopped: a failed assertion skips a test's
  * h_server_stop, so h_fini stops whatever is left, by pid. */
@@ -87,6 +92,11 @@ void h_init(void)
 		exit(1);
 	}
 	ev_init(&guard, guard_cb);
+	const char *r = getenv("EARSHOT_TEST_REDIS");
+	if (r && strcmp(r, "1") == 0 && h_redis_start(&shared_redis) != 0) {
+		fprintf(stderr, "harness: cannot start redis-server\n");
+		exit(1);
+	}
 }
 
 void h_fini(void)
@@ -100,6 +110,8 @@ void h_fini(void)
 	esc_ctx_free(ctx);
 	ctx = NULL;
 	ev_timer_stop(loop, &guard);
+	if (shared_redis.port)
+		h_redis_stop(&shared_redis);
 }
 
 /* One loop iteration, waking up by `ms` at the latest. */
@@ -196,6 +208,19 @@ static int tcp_ready(int port)
 	return ok;
 }
 
+/* Whether a node has registered in the database of `url` (for TLS nodes,
+ * whose /healthz plain HTTP cannot ask). */
+static int registered(const char *url)
+{
+	int port, db;
+	if (sscanf(url, "redis://127.0.0.1:%d/%d", &port, &db) != 2)
+		return 0;
+	char cmd[160];
+	snprintf(cmd, sizeof cmd, "redis-cli -p %d -n %d --scan --pattern 'earshot:node:*' | grep -q .",
+	         port, db);
+	return system(cmd) == 0;
+}
+
 static int start(struct h_server *s, const char *const *args, int tls)
 {
 	const char *bin = getenv("EARSHOTD") ? getenv("EARSHOTD") : "build/earshotd";
@@ -213,6 +238,17 @@ static int start(struct h_server *s, const char *const *args, int tls)
 		argv[n++] = args[i];
 	argv[n++] = "--port";
 	argv[n++] = port;
+	char url[96] = "";
+	if (shared_redis.pid > 0) {
+		int db = shared_db++ % 16;
+		char cmd[128];
+		snprintf(cmd, sizeof cmd, "redis-cli -p %d -n %d flushdb >/dev/null", shared_redis.port, db);
+		if (system(cmd) != 0)
+			return -1;
+		snprintf(url, sizeof url, "redis://127.0.0.1:%d/%d", shared_redis.port, db);
+		argv[n++] = "--redis";
+		argv[n++] = url;
+	}
 	argv[n] = NULL;
 	s->pid = fork();
 	if (s->pid < 0)
@@ -229,7 +265,11 @@ static int start(struct h_server *s, const char *const *args, int tls)
 	servers_track(s->pid, 1);
 	int64_t end = now_ms() + 15000;
 	while (now_ms() < end) {
-		if (tls ? tcp_ready(s->port) : h_http_get(s->port, "/healthz", NULL, 0) == 200)
+		/* On Redis a node is ready once it has registered there. */
+		char body[64] = "";
+		if (tls ? tcp_ready(s->port) && (shared_redis.pid <= 0 || registered(url))
+		        : h_http_get(s->port, "/healthz", body, sizeof body) == 200 &&
+		          (shared_redis.pid <= 0 || strcmp(body, "ok\n") == 0))
 			return 0;
 		int st;
 		if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
@@ -539,6 +579,13 @@ const struct proto_msg *h_wait(struct h_peer *p, enum proto_type type, int timeo
 		pump_once(end - now_ms());
 	}
 }
+
+const struct proto_msg *h_next(struct h_peer *p, int timeout_ms)
+{
+	return h_wait(p, PT_NONE, timeout_ms);
+}
+
+int h_closed(const struct h_peer *p) { return p->closed; }
 
 const char *h_wait_error(struct h_peer *p, int timeout_ms)
 {

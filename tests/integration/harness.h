@@ -68,6 +68,12 @@ int h_send_raw(struct h_peer *p, const void *buf, size_t len, int binary);
 /* The next message of `type`, skipping others; NULL on timeout. The result
  * is valid until the next h_wait/h_next on that peer. */
 const struct proto_msg *h_wait(struct h_peer *p, enum proto_type type, int timeout_ms);
+/* The next message of any type, or NULL if none arrives within
+ * `timeout_ms`; with 0, only what was already received (the loop does not
+ * run: pump it with h_pump). Valid as h_wait's result. */
+const struct proto_msg *h_next(struct h_peer *p, int timeout_ms);
+/* Whether the connection has closed (the loop does not run). */
+int h_closed(const struct h_peer *p);
 /* Wait for an `error` and return its code ("" on timeout). */
 const char *h_wait_error(struct h_peer *p, int timeout_ms);
 /* The next binary frame, copied into `buf` (capacity `cap`); its length,

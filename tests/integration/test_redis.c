@@ -177,6 +177,11 @@ static void test_one_queue_two_nodes(void **state)
 	expect(c1, PT_SESSION_START);
 	stats_until(&a, "\"busy\":2,");
 	stats_until(&b, "\"served\":2,");
+	/* Each node's own figures, summed for the service and listed by node. */
+	stats_until(&a, "\"sessions\":2,");
+	stats_until(&b, "\"sessions\":2,");
+	stats_until(&b, "\"nodes\":[{\"node\":\"alpha\",\"sessions\":1,");
+	stats_until(&a, "{\"node\":\"beta\",\"sessions\":1,");
 	stats_until(&b, "\"queue\":0,");
 	h_peer_free(c1);
 	h_peer_free(c2);

@@ -143,7 +143,12 @@ static void sample(enum proto_type t, int variant, struct proto_msg *m)
 	case PT_STATS:
 		m->stats = (struct proto_stats){ 2, 41, 1, 1, 3, 0, 2, 3, 17, 2, 9,
 		                                 12, variant ? 4.4 : 0.0, 3600,
-		                                 9000, 1, 2, 3, 4, 5, 6, 7, 8 };
+		                                 9000, 1, 2, 3, 4, 5, 6, 7, 8, 0, { { "", 0, 0, 0, 0, 0 } } };
+		if (variant) {
+			m->stats.nnodes = 2;
+			m->stats.nodes[0] = (struct proto_node_stats){ "eu-1.a", 2, 5, 6000, 30, 3600 };
+			m->stats.nodes[1] = (struct proto_node_stats){ "eu-1.b", 1, 4, 3000, 6, 60 };
+		}
 		break;
 	case PT_MUTE:
 	case PT_PEER_MUTE: m->on = variant; break;
@@ -201,7 +206,10 @@ static void test_encode_exact(void **state)
 		  "\"ratings\":{\"count\":12,\"mean\":4.4000000000000004},\"uptime_s\":3600,"
 		  "\"media\":{\"relayed\":9000,\"dropped_auth\":1,\"dropped_replay\":2,"
 		  "\"dropped_not_opus\":3,\"dropped_too_large\":4,\"dropped_rate\":5,"
-		  "\"dropped_bad_rtp\":6,\"dropped_no_session\":7,\"dropped_slow_reader\":8}}" },
+		  "\"dropped_bad_rtp\":6,\"dropped_no_session\":7,\"dropped_slow_reader\":8},"
+		  "\"nodes\":[{\"node\":\"eu-1.a\",\"sessions\":2,\"connections\":5,\"relayed\":6000,"
+		  "\"dropped\":30,\"uptime_s\":3600},{\"node\":\"eu-1.b\",\"sessions\":1,"
+		  "\"connections\":4,\"relayed\":3000,\"dropped\":6,\"uptime_s\":60}]}" },
 		{ PT_SESSION_START, 1, "{\"type\":\"session_start\",\"session_id\":\"s-0123456789abcdef\","
 		  "\"mode\":\"voice\",\"topic\":\"grief\",\"slot_s\":1200,\"remaining_s\":1199,\"peer\":\"Alice\","
 		  "\"srtp_profile\":\"aead_aes_128_gcm\",\"tx_key\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGw==\","
@@ -330,6 +338,18 @@ static void test_stats_lenient(void **state)
 	ERR("{\"type\":\"stats\",\"served\":1.5}", "bad_field", "'served'");
 	ERR("{\"type\":\"stats\",\"ratings\":{\"mean\":\"high\"}}", "bad_field",
 	    "'ratings.mean'");
+	/* The node list: bounded, each entry named with a node id. */
+	OK("{\"type\":\"stats\",\"nodes\":[{\"node\":\"a\"},{\"node\":\"b.2\",\"sessions\":3}]}");
+	assert_int_equal(m1.stats.nnodes, 2);
+	assert_string_equal(m1.stats.nodes[1].node, "b.2");
+	assert_int_equal(m1.stats.nodes[1].sessions, 3);
+	ERR("{\"type\":\"stats\",\"nodes\":{}}", "bad_field", "'nodes'");
+	ERR("{\"type\":\"stats\",\"nodes\":[{\"sessions\":1}]}", "bad_field", "nodes[0]");
+	ERR("{\"type\":\"stats\",\"nodes\":[{\"node\":\"a/b\"}]}", "bad_field", "nodes[0]");
+	ERR("{\"type\":\"stats\",\"nodes\":[{\"node\":\"a\",\"relayed\":-1}]}", "bad_field",
+	    "nodes[0].relayed");
+	ERR("{\"type\":\"stats\",\"nodes\":[{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}]}",
+	    "bad_field", "'nodes'");
 	assert_int_equal(m1.type, PT_STATS);
 }
 

@@ -1,0 +1,131 @@
+/* stats.c - what operators see (`stats`, /stats, /metrics): the queue and
+ * the counselors from the store, plus every node's own figures (sessions,
+ * connections, ratings, voice packets), summed for the service and listed
+ * node by node. A node shares its figures with its presence as one line:
+ *   sessions connections ratings_count ratings_sum uptime_s relayed dropped...
+ * (dropped: one number per metrics.h drop reason, in that order). */
+#include "hub_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+struct figures {
+	uint64_t sessions, connections, ratings_count, ratings_sum, uptime_s, relayed;
+	uint64_t dropped[MD_COUNT];
+};
+
+static void own(struct hub *h, struct figures *f)
+{
+	memset(f, 0, sizeof *f);
+	f->sessions = h->nsessions;
+	f->connections = ws_server_connections(h->ws);
+	f->ratings_count = h->ratings_count;
+	f->ratings_sum = h->ratings_sum;
+	f->uptime_s = (uint64_t)((hub_now_ms() - h->started_ms) / 1000);
+	f->relayed = h->metrics.media_relayed;
+	memcpy(f->dropped, h->metrics.media_dropped, sizeof f->dropped);
+}
+
+static void format(const struct figures *f, char *buf, size_t cap)
+{
+	int n = snprintf(buf, cap, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
+	                 " %" PRIu64, f->sessions, f->connections, f->ratings_count,
+	                 f->ratings_sum, f->uptime_s, f->relayed);
+	for (int i = 0; i < MD_COUNT && n > 0 && (size_t)n < cap; i++)
+		n += snprintf(buf + n, cap - (size_t)n, " %" PRIu64, f->dropped[i]);
+}
+
+/* 0 when `s` holds every number (a node of another version may not). */
+static int parse(const char *s, struct figures *f)
+{
+	uint64_t *v[6 + MD_COUNT] = { &f->sessions, &f->connections, &f->ratings_count,
+		                      &f->ratings_sum, &f->uptime_s, &f->relayed };
+	for (int i = 0; i < MD_COUNT; i++)
+		v[6 + i] = &f->dropped[i];
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		int used = 0;
+		if (sscanf(s, " %" SCNu64 "%n", v[i], &used) != 1)
+			return -1;
+		s += used;
+	}
+	return 0;
+}
+
+static void add(struct figures *sum, const struct figures *f)
+{
+	sum->sessions += f->sessions;
+	sum->connections += f->connections;
+	sum->ratings_count += f->ratings_count;
+	sum->ratings_sum += f->ratings_sum;
+	sum->relayed += f->relayed;
+	for (int i = 0; i < MD_COUNT; i++)
+		sum->dropped[i] += f->dropped[i];
+}
+
+static void list(struct proto_stats *s, const char *node, const struct figures *f)
+{
+	if (s->nnodes >= PROTO_NODES_MAX)
+		return;
+	struct proto_node_stats *n = &s->nodes[s->nnodes++];
+	snprintf(n->node, sizeof n->node, "%s", node);
+	n->sessions = (uint32_t)f->sessions;
+	n->connections = (uint32_t)f->connections;
+	n->relayed = f->relayed;
+	for (int i = 0; i < MD_COUNT; i++)
+		n->dropped += f->dropped[i];
+	n->uptime_s = f->uptime_s;
+}
+
+void hub_stats_fill(struct hub *h, struct proto_stats *s)
+{
+	struct figures mine, sum = { 0 };
+	own(h, &mine);
+	char line[STORE_FIGURES_MAX];
+	format(&mine, line, sizeof line);
+	h->store->ops->publish(h->store, line);
+	struct store_stats ms;
+	h->store->ops->stats(h->store, &ms);
+
+	memset(s, 0, sizeof *s);
+	s->queue = ms.queue;
+	s->oldest_wait_s = ms.oldest_wait_s;
+	s->available = ms.by_state[ST_AVAILABLE];
+	s->ringing = ms.by_state[ST_RINGING];
+	s->busy = ms.by_state[ST_BUSY];
+	s->wrapup = ms.by_state[ST_WRAPUP];
+	s->away = ms.by_state[ST_AWAY];
+	s->served = (uint32_t)ms.served;
+	s->abandoned = (uint32_t)ms.abandoned;
+	/* This node's own figures are always today's, not the shared copy. */
+	int listed = 0;
+	for (uint32_t i = 0; i < ms.nnodes; i++) {
+		struct figures f;
+		int self = strcmp(ms.nodes[i].node, h->node) == 0;
+		if (self)
+			f = mine;
+		else if (parse(ms.nodes[i].figures, &f) != 0)
+			continue;
+		listed |= self;
+		add(&sum, &f);
+		list(s, ms.nodes[i].node, &f);
+	}
+	if (!listed) {
+		add(&sum, &mine);
+		list(s, h->node, &mine);
+	}
+	s->sessions = (uint32_t)sum.sessions;
+	s->connections = (uint32_t)sum.connections;
+	s->ratings_count = (uint32_t)sum.ratings_count;
+	s->ratings_mean = sum.ratings_count ? (double)sum.ratings_sum / (double)sum.ratings_count : 0;
+	s->uptime_s = mine.uptime_s;
+	s->media_relayed = sum.relayed;
+	s->media_auth = sum.dropped[MD_AUTH];
+	s->media_replay = sum.dropped[MD_REPLAY];
+	s->media_not_opus = sum.dropped[MD_NOT_OPUS];
+	s->media_too_large = sum.dropped[MD_TOO_LARGE];
+	s->media_rate = sum.dropped[MD_RATE];
+	s->media_bad_rtp = sum.dropped[MD_BAD_RTP];
+	s->media_no_session = sum.dropped[MD_NO_SESSION];
+	s->media_slow_reader = sum.dropped[MD_SLOW_READER];
+}
