@@ -264,12 +264,18 @@ static void on_store_event(void *ctx, const struct store_event *e)
 		         e->reason ? ": " : "", e->reason ? e->reason : "");
 		break;
 	case SE_MATCHED: {
-		struct conn *client = strcmp(e->client.node, h->node) == 0
-		                      ? hub_conn_by_id(h, e->client.conn)
-		                      : span_remote_client(h, &e->client, e->url, c->ident.sub);
-		if (client && client->role == ROLE_CLIENT && client->state == ST_WAITING)
+		int here = strcmp(e->client.node, h->node) == 0;
+		struct conn *client = here ? hub_conn_by_id(h, e->client.conn)
+		                           : span_remote_client(h, e, c->ident.sub);
+		if (client && client->role == ROLE_CLIENT && client->state == ST_WAITING) {
 			session_start(h, client, c, e->topic, e->mode);
-		else if (c->kstate == ST_BUSY)   /* the person left in the same instant */
+			return;
+		}
+		/* The person left in the same instant, or their node cannot be
+		 * reached from here: in that case they keep their place. */
+		if (!here)
+			h->store->ops->client_requeue(h->store, e, 1);
+		if (c->kstate == ST_BUSY)
 			h->store->ops->counselor_session_over(h->store, c->id);
 		return;
 	}

@@ -46,6 +46,7 @@ struct conn {
 	 * session runs elsewhere: `via` is that node's link (a ROLE_NODE conn). */
 	struct pipe *pipe;
 	uint32_t rconn;
+	struct store_event *matched;   /* the match that brought it here (malloc'd) */
 	struct conn *rnext;            /* remote-client hash chain */
 	struct conn *via;
 	char via_session[PROTO_ID_MAX + 1]; /* that session's id, from its session_start */
@@ -137,7 +138,7 @@ void session_media_tick(struct session *s, int64_t now);
 void span_free(struct hub *h);
 /* A session with a client on another node is starting: the client as a
  * conn here, attached over the link to its node; NULL on failure. */
-struct conn *span_remote_client(struct hub *h, const struct store_ref *ref, const char *url,
+struct conn *span_remote_client(struct hub *h, const struct store_event *matched,
                                 const char *counselor_sub);
 void span_send(struct conn *r, const char *json, size_t len);
 int span_send_media(struct conn *r, const uint8_t *buf, size_t len);

@@ -26,6 +26,7 @@ struct pipe {
 	struct esc_conn *c;
 	char node[64];
 	int up;                         /* welcome received: frames go straight out */
+	int was_up;
 	int dead;                       /* closed; freed by the reaper */
 	struct early *qhead, *qtail;
 	size_t qbytes;
@@ -41,6 +42,8 @@ struct pipe_set {
 };
 
 const char *pipe_node(const struct pipe *p) { return p->node; }
+
+int pipe_was_up(const struct pipe *p) { return p->was_up; }
 
 static void early_free(struct pipe *p)
 {
@@ -139,7 +142,7 @@ static void on_message(struct esc_conn *c, const struct proto_msg *m, const char
 	if (p->dead)
 		return;
 	if (m->type == PT_WELCOME) {
-		p->up = 1;
+		p->up = p->was_up = 1;
 		for (struct early *e = p->qhead; e; e = e->next)
 			esc_send_raw(p->c, e->data, e->len, e->binary);
 		early_free(p);

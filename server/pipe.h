@@ -40,6 +40,9 @@ void pipe_set_free(struct pipe_set *s);
  * cannot even start (bad URL). */
 struct pipe *pipe_to(struct pipe_set *s, const char *node, const char *url);
 const char *pipe_node(const struct pipe *p);
+/* Whether the host ever answered: a link that never came up carried
+ * nothing to anyone. */
+int pipe_was_up(const struct pipe *p);
 
 /* Queue a text frame "op conn rest" (sent once the link is up). 0, or -1
  * when the link is closed or its queue is full (it is then being closed). */

@@ -54,6 +54,8 @@ static void remote_unhash(struct conn *r)
 /* The remote client is gone or done with: it leaves this node. */
 static void remote_drop(struct conn *r)
 {
+	free(r->matched);
+	r->matched = NULL;
 	remote_unhash(r);
 	hub_conn_gone(r);    /* a session still open ends for the counselor: peer_left */
 	r->pipe = NULL;
@@ -61,9 +63,11 @@ static void remote_drop(struct conn *r)
 
 static int links_open(struct hub *h);
 
-struct conn *span_remote_client(struct hub *h, const struct store_ref *ref, const char *url,
+struct conn *span_remote_client(struct hub *h, const struct store_event *e,
                                 const char *counselor_sub)
 {
+	const struct store_ref *ref = &e->client;
+	const char *url = e->url;
 	struct pipe *p = url[0] && url[0] != '-' && links_open(h) == 0
 	                 ? pipe_to(h->pipes, ref->node, url) : NULL;
 	if (!p) {
@@ -74,6 +78,9 @@ struct conn *span_remote_client(struct hub *h, const struct store_ref *ref, cons
 	struct conn *r = hub_conn_new(h);
 	if (!r)
 		return NULL;
+	r->matched = malloc(sizeof *r->matched);
+	if (r->matched)
+		*r->matched = *e;
 	r->role = ROLE_CLIENT;
 	r->state = ST_WAITING;
 	r->pipe = p;
@@ -144,8 +151,13 @@ static void on_pipe_closed(void *ctx, struct pipe *p)
 	struct list *it, *tmp;
 	list_for_each_safe(it, tmp, &h->conns) {
 		struct conn *c = list_entry(it, struct conn, link);
-		if (c->pipe == p)
-			remote_drop(c);
+		if (c->pipe != p)
+			continue;
+		/* Never reached: the person never heard of this session, and
+		 * goes back to the place they had. */
+		if (!pipe_was_up(p) && c->matched)
+			h->store->ops->client_requeue(h->store, c->matched, 1);
+		remote_drop(c);
 	}
 }
 

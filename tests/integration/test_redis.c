@@ -351,6 +351,31 @@ static void test_session_node_killed(void **state)
 	assert_int_equal(h_server_stop(&a), 0);
 }
 
+static void test_unreachable_client_node(void **state)
+{
+	(void)state;
+	struct h_server a, b;
+	fresh_db(7);
+	/* Node a says it can be reached where nothing listens. */
+	node_start(&a, "hidden", "--advertise-url ws://127.0.0.1:1/ws");
+	node_start(&b, "seeker", NULL);
+	struct h_peer *c = client_waiting(&a, "c", 1);
+	struct h_peer *k = counselor(&b, "kip");
+	set_state(k, ST_AVAILABLE);
+	answer(k, 1);
+	/* The session cannot reach the person: it ends for the counselor, and
+	 * the person, who never heard of it, keeps their place: offered again. */
+	expect(k, PT_SESSION_START);
+	assert_string_equal(expect(k, PT_SESSION_END)->reason, "peer_left");
+	expect(k, PT_OFFER);
+	stats_until(&a, "\"queue\":1,");
+	assert_null(h_wait(c, PT_SESSION_START, 200));
+	h_peer_free(c);
+	h_peer_free(k);
+	assert_int_equal(h_server_stop(&a), 0);
+	assert_int_equal(h_server_stop(&b), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -360,6 +385,7 @@ int main(void)
 		cmocka_unit_test(test_redis_restart),
 		cmocka_unit_test(test_text_across_nodes),
 		cmocka_unit_test(test_session_node_killed),
+		cmocka_unit_test(test_unreachable_client_node),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
