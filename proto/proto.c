@@ -175,7 +175,9 @@ static const struct field f_error[] = {
 	STR("code", code, 1, F_REQ), REASON_OPT, STR("ref", ref, 0, 0),
 };
 static const struct field f_reason[] = { REASON };
-static const struct field f_talk_now[] = { TOPIC, ENUM("mode", mode, K_MODE) };
+/* Optional, false when absent (and then not written). */
+#define CRISIS { "crisis", K_BOOL, 0, OFF(crisis), 0, 1, 0 }
+static const struct field f_talk_now[] = { TOPIC, ENUM("mode", mode, K_MODE), CRISIS };
 static const struct field f_queue[] = {
 	U32("position", position, 1), U32("wait_s", wait_s, 0),
 	U32("counselors", counselors, 0),
@@ -192,7 +194,7 @@ static const struct field f_state[] = {
 };
 static const struct field f_offer[] = {
 	OFFER_ID, TOPIC, ENUM("mode", mode, K_MODE),
-	U32("waited_s", waited_s, 0), U32("ring_s", ring_s, 0),
+	U32("waited_s", waited_s, 0), U32("ring_s", ring_s, 0), CRISIS,
 };
 static const struct field f_offer_id[] = { OFFER_ID };
 static const struct field f_offer_gone[] = { OFFER_ID, REASON };
@@ -703,6 +705,8 @@ static int field_encode(const struct field *f, const struct proto_msg *m,
 		return 0;
 	json_t *v;
 	if (f->kind == K_BOOL) {
+		if (!(f->flags & F_REQ) && int_load(f, m) == 0)
+			return 0;
 		v = json_boolean(int_load(f, m) != 0);
 	} else if (is_int_kind(f->kind)) {
 		int64_t x = int_load(f, m);

@@ -98,6 +98,7 @@ struct proto_msg {
 	enum proto_mode mode;          /* talk_now, offer, session_start */
 	enum proto_state state;        /* welcome, state, set_state */
 	int on;                        /* typing, mute, peer_mute */
+	int crisis;                    /* talk_now, offer: may not be safe (optional) */
 	int score;                     /* rate: 1-5 */
 	int64_t id;                    /* msg (C->S), sent: sender's id, >= 0 */
 	int64_t seq;                   /* msg (S->C), sent, ack, delivered: >= 1 */

@@ -242,8 +242,9 @@ static void on_store_event(void *ctx, const struct store_event *e)
 		m.ring_s = (uint32_t)h->cfg.ring_timeout;
 		snprintf(m.topic, sizeof m.topic, "%s", e->topic);
 		m.mode = e->mode;
-		log_info("offer %lld: client %u to counselor %u", (long long)e->offer_id,
-		         e->client.conn, c->id);
+		m.crisis = e->crisis;
+		log_info("offer %lld: client %u to counselor %u%s", (long long)e->offer_id,
+		         e->client.conn, c->id, e->crisis ? " (crisis)" : "");
 		break;
 	case SE_OFFER_GONE:
 		m.type = PT_OFFER_GONE;
@@ -299,8 +300,9 @@ static void on_talk_now(struct conn *c, const struct proto_msg *m)
 	c->state = ST_WAITING;
 	c->rate_for[0] = '\0';
 	c->sent_pos = c->sent_wait = c->sent_online = 0;
-	log_info("client %u waits (topic %s, %s)", c->id, m->topic, proto_mode_name(m->mode));
-	h->store->ops->client_enqueue(h->store, c->id, m->topic, m->mode);
+	log_info("client %u waits (topic %s, %s%s)", c->id, m->topic, proto_mode_name(m->mode),
+	         m->crisis ? ", crisis" : "");
+	h->store->ops->client_enqueue(h->store, c->id, m->topic, m->mode, m->crisis);
 }
 
 static void on_cancel(struct conn *c, const struct proto_msg *m)

@@ -95,6 +95,7 @@ static void offer(struct matcher *m, struct mclient *c, struct mcounselor *k,
 		.type = MA_OFFER, .client = c->id, .counselor = k->id,
 		.offer_id = k->offer_id,
 		.waited_s = (uint32_t)((now - c->since) / 1000),
+		.crisis = c->crisis,
 	};
 	emit(m, &a);
 }
@@ -121,7 +122,8 @@ static void match(struct matcher *m, int64_t now)
 }
 
 int matcher_client_enqueue(struct matcher *m, struct mclient *c, uint32_t id,
-                           const char *topic, enum proto_mode mode, int64_t now)
+                           const char *topic, enum proto_mode mode, int crisis,
+                           int64_t now)
 {
 	if (matcher_client_queued(c))
 		return MATCHER_WRONG_STATE;
@@ -131,8 +133,20 @@ int matcher_client_enqueue(struct matcher *m, struct mclient *c, uint32_t id,
 	c->id = id;
 	c->since = now;
 	c->mode = mode;
+	c->crisis = crisis != 0;
 	strncpy(c->topic, topic, sizeof c->topic - 1);
-	list_add_tail(&m->queue, &c->link);
+	/* Behind the last client in crisis, if this one is too. */
+	struct list *at = &m->queue;
+	if (c->crisis) {
+		struct list *it;
+		list_for_each(it, &m->queue) {
+			if (!list_entry(it, struct mclient, link)->crisis) {
+				at = it;
+				break;
+			}
+		}
+	}
+	list_insert_before(at, &c->link);
 	m->queue_len++;
 	m->queue_dirty = 1;
 	match(m, now);

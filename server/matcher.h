@@ -28,6 +28,7 @@ struct mclient {
 	int64_t since;                 /* enqueued at */
 	char topic[PROTO_TOPIC_MAX + 1];
 	enum proto_mode mode;
+	int crisis;                    /* waits ahead of everyone not in crisis */
 	struct mcounselor *offered_to; /* NULL unless an offer is out */
 	/* Counselors who recently declined or missed this client: not offered
 	 * the same person again while someone else is free. */
@@ -61,6 +62,7 @@ struct matcher_action {
 	enum proto_state state;
 	const char *reason;            /* static string, or NULL */
 	uint32_t waited_s;             /* MA_OFFER */
+	int crisis;                    /* MA_OFFER */
 };
 
 typedef void (*matcher_emit_fn)(void *ctx, const struct matcher_action *a);
@@ -106,9 +108,12 @@ enum matcher_err {
 void matcher_init(struct matcher *m, const struct matcher_config *cfg,
                   matcher_emit_fn emit, void *ctx);
 
-/* Clients. */
+/* Clients. The queue is first come, first served, except that a client in
+ * `crisis` goes ahead of every client not in crisis (and behind earlier
+ * ones in crisis). */
 int matcher_client_enqueue(struct matcher *m, struct mclient *c, uint32_t id,
-                           const char *topic, enum proto_mode mode, int64_t now);
+                           const char *topic, enum proto_mode mode, int crisis,
+                           int64_t now);
 /* Leaves the queue (cancel or disconnect); no-op when not queued. An
  * outstanding offer is withdrawn with reason "client_left". */
 void matcher_client_remove(struct matcher *m, struct mclient *c, int64_t now,

@@ -65,6 +65,7 @@ struct store_event {
 	uint32_t waited_s;
 	char topic[PROTO_TOPIC_MAX + 1];
 	enum proto_mode mode;
+	int crisis;                    /* SE_OFFER */
 	enum proto_state state;
 	const char *reason;            /* static string, or NULL */
 	uint32_t position, wait_s, online;
@@ -91,9 +92,10 @@ struct store;
 
 struct store_ops {
 	const char *name;
-	/* Join the queue; SE_RESULT only on error. */
+	/* Join the queue (ahead of everyone not in `crisis`, if in crisis);
+	 * SE_RESULT only on error. */
 	void (*client_enqueue)(struct store *s, uint32_t conn, const char *topic,
-	                       enum proto_mode mode);
+	                       enum proto_mode mode, int crisis);
 	/* SE_RESULT for PT_CANCEL: 0 when the client left the queue; an
 	 * error when they were no longer in it (a session is starting). */
 	void (*client_cancel)(struct store *s, uint32_t conn);

@@ -105,7 +105,7 @@ local function offer(cg, c, kg, t)
   redis.call('ZADD', DEADLINES, t + C.ring_ms, kg)
   set_state(kg, k, 'ringing', nil)
   emit(k.node, 'offer', k.conn, oid, c.node, c.conn,
-       math.floor((t - tonumber(c.since)) / 1000), c.topic, c.mode)
+       math.floor((t - tonumber(c.since)) / 1000), c.topic, c.mode, c.crisis or '0')
 end
 
 -- Waiting clients, oldest first, with free counselors, idle longest
@@ -195,14 +195,21 @@ local function counselor_add(node, conn, st, t)
   bump()
 end
 
-local function enqueue(node, conn, topic, mode, t)
+-- The queue's order is its score: arrival number, less CRISIS_AHEAD for
+-- someone who may not be safe, so they wait ahead of everyone not in
+-- crisis, first come first served among themselves. (Lua writes numbers
+-- with 14 significant digits: scores stay well inside that.)
+local CRISIS_AHEAD = 1e13
+
+local function enqueue(node, conn, topic, mode, crisis, t)
   local cg = node .. '/' .. conn
   if redis.call('ZSCORE', QUEUE, cg) then return 'wrong_state' end
   if redis.call('ZCARD', QUEUE) >= C.max_queue then return 'server_busy' end
   local seq = redis.call('HINCRBY', STATS, 'qseq', 1)
+  if crisis == '1' then seq = seq - CRISIS_AHEAD end
   redis.call('DEL', ckey(cg))
   redis.call('HSET', ckey(cg), 'node', node, 'conn', conn, 'topic', topic, 'mode', mode,
-             'since', t, 'offered_to', '', 'declined', '')
+             'crisis', crisis, 'since', t, 'offered_to', '', 'declined', '')
   redis.call('SADD', nckey(node), cg)
   redis.call('ZADD', QUEUE, seq, cg)
   bump()
@@ -281,9 +288,9 @@ end
 
 -- ---- the functions nodes call ----
 
--- node conn topic mode -> ok | wrong_state | server_busy
+-- node conn topic mode crisis(0|1) -> ok | wrong_state | server_busy
 redis.register_function('es_enqueue', with_rules(function(a, t)
-  local r = enqueue(a[1], a[2], a[3], a[4], t)
+  local r = enqueue(a[1], a[2], a[3], a[4], a[5], t)
   if r == 'ok' then match(t) end
   return r
 end))
@@ -377,7 +384,8 @@ redis.register_function('es_requeue', with_rules(function(a, t)
   if redis.call('ZSCORE', QUEUE, cg) then return 'ok' end
   redis.call('DEL', ckey(cg))
   redis.call('HSET', ckey(cg), 'node', node, 'conn', conn, 'topic', a[3], 'mode', a[4],
-             'since', a[5], 'offered_to', '', 'declined', '')
+             'since', a[5], 'offered_to', '', 'declined', '',
+             'crisis', tonumber(a[6]) < 0 and '1' or '0')
   redis.call('SADD', nckey(node), cg)
   redis.call('ZADD', QUEUE, a[6], cg)
   bump()
@@ -447,22 +455,22 @@ redis.register_function('es_positions', with_rules(function(a, t)
 end))
 
 -- After Redis was away: make the node's entries match what it holds.
--- node, nclients, then conn topic mode per waiting client (oldest first),
--- then conn state per counselor.
+-- node, nclients, then conn topic mode crisis per waiting client (oldest
+-- first), then conn state per counselor.
 redis.register_function('es_resync', with_rules(function(a, t)
   local node, nc = a[1], tonumber(a[2])
   local keep = {}
   for i = 0, nc - 1 do
-    local conn, topic, mode = a[3 + 3 * i], a[4 + 3 * i], a[5 + 3 * i]
+    local conn, topic, mode, crisis = a[3 + 4 * i], a[4 + 4 * i], a[5 + 4 * i], a[6 + 4 * i]
     local cg = node .. '/' .. conn
     keep[cg] = true
-    if not redis.call('ZSCORE', QUEUE, cg) then enqueue(node, conn, topic, mode, t) end
+    if not redis.call('ZSCORE', QUEUE, cg) then enqueue(node, conn, topic, mode, crisis, t) end
   end
   for _, cg in ipairs(redis.call('SMEMBERS', nckey(node))) do
     if not keep[cg] then client_remove(cg, t, true) end
   end
   keep = {}
-  for i = 3 + 3 * nc, #a - 1, 2 do
+  for i = 3 + 4 * nc, #a - 1, 2 do
     local kg = node .. '/' .. a[i]
     keep[kg] = true
     if redis.call('EXISTS', kkey(kg)) == 0 then

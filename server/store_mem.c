@@ -100,7 +100,7 @@ static void on_action(void *ctx, const struct matcher_action *a)
 	struct store_mem *s = ctx;
 	struct store_event ev = { .conn = a->counselor, .offer_id = a->offer_id,
 	                          .state = a->state, .reason = a->reason,
-	                          .waited_s = a->waited_s };
+	                          .waited_s = a->waited_s, .crisis = a->crisis };
 	switch (a->type) {
 	case MA_OFFER: ev.type = SE_OFFER; break;
 	case MA_OFFER_GONE: ev.type = SE_OFFER_GONE; break;
@@ -182,11 +182,11 @@ static int err_of(int matcher_err)
 #define MEM(st) ((struct store_mem *)(st))
 
 static void client_enqueue(struct store *st, uint32_t conn, const char *topic,
-                           enum proto_mode mode)
+                           enum proto_mode mode, int crisis)
 {
 	struct store_mem *s = MEM(st);
 	struct entry *e = get(s, conn);
-	int err = e ? matcher_client_enqueue(&s->m, &e->mc, conn, topic, mode, now_ms())
+	int err = e ? matcher_client_enqueue(&s->m, &e->mc, conn, topic, mode, crisis, now_ms())
 	            : MATCHER_FULL;
 	if (err)
 		result(s, conn, PT_TALK_NOW, err_of(err));

@@ -45,6 +45,7 @@ struct local {
 	int counselor;
 	char topic[PROTO_TOPIC_MAX + 1];
 	enum proto_mode mode;
+	int crisis;
 	enum proto_state kstate;
 	int over_pending;              /* session_over while Redis was away */
 };
@@ -191,7 +192,7 @@ static void on_event_line(struct store_redis *s, char *line)
 		e.reason = reason_of(f[3]);
 		if (l)
 			l->kstate = e.state;
-	} else if (strcmp(f[0], "offer") == 0 && n == 8) {
+	} else if (strcmp(f[0], "offer") == 0 && n == 9) {
 		e.type = SE_OFFER;
 		e.offer_id = strtoll(f[2], NULL, 10);
 		if (parse_ref(f[3], f[4], &e.client) != 0)
@@ -199,6 +200,7 @@ static void on_event_line(struct store_redis *s, char *line)
 		e.waited_s = (uint32_t)strtoul(f[5], NULL, 10);
 		snprintf(e.topic, sizeof e.topic, "%s", f[6]);
 		e.mode = strcmp(f[7], "voice") == 0 ? MODE_VOICE : MODE_TEXT;
+		e.crisis = strcmp(f[8], "1") == 0;
 	} else if (strcmp(f[0], "gone") == 0 && n == 4) {
 		e.type = SE_OFFER_GONE;
 		e.offer_id = strtoll(f[2], NULL, 10);
@@ -480,7 +482,7 @@ static void resync(struct store_redis *s)
 	for (size_t b = 0; b < BUCKETS; b++)
 		for (struct local *l = s->buckets[b]; l; l = l->hnext)
 			n++;
-	const char **a = malloc((n * 3 + 16) * sizeof *a);
+	const char **a = malloc((n * 4 + 16) * sizeof *a);
 	char (*num)[16] = malloc((n + 1) * sizeof *num);
 	if (!a || !num) {
 		free(a);
@@ -504,6 +506,7 @@ static void resync(struct store_redis *s)
 		a[k++] = num[m++];
 		a[k++] = l->topic;
 		a[k++] = proto_mode_name(l->mode);
+		a[k++] = l->crisis ? "1" : "0";
 	}
 	for (size_t b = 0; b < BUCKETS; b++)
 		for (struct local *l = s->buckets[b]; l; l = l->hnext) {
@@ -684,7 +687,7 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 /* ---- operations ---- */
 
 static void client_enqueue(struct store *st, uint32_t conn, const char *topic,
-                           enum proto_mode mode)
+                           enum proto_mode mode, int crisis)
 {
 	struct store_redis *s = RED(st);
 	struct local *l = s->ready ? local_add(s, conn) : NULL;
@@ -694,13 +697,14 @@ static void client_enqueue(struct store *st, uint32_t conn, const char *topic,
 	}
 	snprintf(l->topic, sizeof l->topic, "%s", topic);
 	l->mode = mode;
+	l->crisis = crisis != 0;
 	local_unwait(s, l);
 	list_add_tail(&s->waiting, &l->link);
 	s->nwaiting++;
 	char c[16];
 	snprintf(c, sizeof c, "%u", conn);
-	const char *argv[] = { s->node, c, topic, proto_mode_name(mode) };
-	if (fcall(s, on_result_reply, PRIV(conn, PT_TALK_NOW), "es_enqueue", 4, argv, NULL)) {
+	const char *argv[] = { s->node, c, topic, proto_mode_name(mode), crisis ? "1" : "0" };
+	if (fcall(s, on_result_reply, PRIV(conn, PT_TALK_NOW), "es_enqueue", 5, argv, NULL)) {
 		local_unwait(s, l);
 		emit_result(s, conn, PT_TALK_NOW, STORE_DOWN);
 	}

@@ -86,7 +86,10 @@ $('start-form').addEventListener('submit', async (e) => {
     setNote('start-note', MIC_PROBLEMS[problem] || '');
     if (problem) return;
   }
-  if (!sock.send({ type: 'talk_now', topic: $('topic').value, mode })) return;
+  const crisis = $('crisis').checked;
+  const msg = { type: 'talk_now', topic: $('topic').value, mode };
+  if (crisis) msg.crisis = true;
+  if (!sock.send(msg)) return;
   phase = 'joining';
   lost = null;
   $('talk').disabled = true;
@@ -110,6 +113,7 @@ function startWaitClock() {
 function onQueue(m) {
   phase = 'waiting';
   setText('position', m.position === 1 ? "You're next in line." : `You're number ${m.position} in line.`);
+  $('urgent').hidden = !$('crisis').checked;
   $('nobody').hidden = m.counselors !== 0;
   setText('estimate', m.counselors === 0 ? ''
     : m.wait_s === 0 ? 'A counselor should be with you in a moment.'

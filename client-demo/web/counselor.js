@@ -172,6 +172,7 @@ function onOffer(m) {
   setText('offer-topic', topic);
   setText('offer-mode', m.mode === 'voice' ? 'voice' : 'text');
   setText('offer-waited', m.waited_s < 5 ? 'just joined' : duration(m.waited_s));
+  $('offer-crisis').hidden = !m.crisis;
   $('accept').disabled = false;
   $('decline').disabled = false;
   setNote('desk-note', '');
@@ -180,13 +181,16 @@ function onOffer(m) {
     id: m.offer_id,
     mode: m.mode,
     tick: setInterval(tick, 250),
-    stopTitle: flashTitle('(•) Someone is waiting — earshot'),
-    note: notify('Someone is waiting to talk', `${topic} · by ${m.mode} · ${m.ring_s} s to answer`),
+    stopTitle: flashTitle(m.crisis ? '(!) Urgent: someone may not be safe — earshot'
+      : '(•) Someone is waiting — earshot'),
+    note: notify(m.crisis ? 'Urgent: someone may not be safe' : 'Someone is waiting to talk',
+      `${topic} · by ${m.mode} · ${m.ring_s} s to answer`),
   };
   $('offer').hidden = false;
   chime();
   $('accept').focus();
-  announce(`Someone is waiting to talk about ${topic}. Accept or decline.`);
+  announce(`${m.crisis ? 'Urgent: someone who may not be safe' : 'Someone'} is waiting to talk `
+    + `about ${topic}. Accept or decline.`);
 }
 
 function endOffer() {

@@ -151,6 +151,47 @@ static void test_missed_offers(void **state)
 	assert_int_equal(h_server_stop(&s), 0);
 }
 
+/* The position of `c` once it settles at `want` (positions move as others
+ * join); fails after the timeout. */
+static void position_becomes(struct h_peer *c, uint32_t want)
+{
+	for (;;) {
+		const struct proto_msg *q = expect(c, PT_QUEUE, T);
+		if (q->position == want)
+			return;
+	}
+}
+
+/* Someone who may not be safe goes ahead of everyone waiting, and the
+ * counselor's offer says so. */
+static void test_crisis_first(void **state)
+{
+	(void)state;
+	struct h_server s;
+	assert_int_equal(h_server_start(&s, NULL), 0);
+	struct h_peer *c1 = waiting_client(&s, "calm-1");
+	struct h_peer *c2 = waiting_client(&s, "calm-2");
+	struct h_peer *urgent = h_join(&s, "urgent", ROLE_CLIENT, NULL);
+	h_send_json(urgent, "{\"type\":\"talk_now\",\"topic\":\"general\",\"mode\":\"text\","
+	                    "\"crisis\":true}");
+	position_becomes(urgent, 1);
+	position_becomes(c1, 2);
+	position_becomes(c2, 3);
+	struct h_peer *k = counselor(&s, "kai", 1);
+	const struct proto_msg *o = expect(k, PT_OFFER, T);
+	assert_int_equal(o->crisis, 1);
+	char acc[80];
+	snprintf(acc, sizeof acc, "{\"type\":\"accept\",\"offer_id\":%lld}", (long long)o->offer_id);
+	h_send_json(k, acc);
+	expect(urgent, PT_SESSION_START, T);
+	position_becomes(c1, 1);
+	h_peer_free(urgent);
+	h_peer_free(c1);
+	h_peer_free(c2);
+	h_peer_free(k);
+	assert_int_equal(h_server_stop(&s), 0);
+}
+
 /* 12 clients, 4 counselors who accept everything at once and end each
  * session right away: everyone is served exactly once, in arrival order. */
 static void test_many_fifo(void **state)
@@ -344,6 +385,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_disconnects),
 		cmocka_unit_test(test_missed_offers),
+		cmocka_unit_test(test_crisis_first),
 		cmocka_unit_test(test_many_fifo),
 		cmocka_unit_test(test_sigterm),
 		cmocka_unit_test(test_loopback_only),

@@ -143,7 +143,13 @@ static int setup(void **state)
 
 static void enq(int i)
 {
-	assert_int_equal(matcher_client_enqueue(&M, &C[i], CID(i), "grief", MODE_TEXT, now),
+	assert_int_equal(matcher_client_enqueue(&M, &C[i], CID(i), "grief", MODE_TEXT, 0, now),
+	                 MATCHER_OK);
+}
+
+static void enq_crisis(int i)
+{
+	assert_int_equal(matcher_client_enqueue(&M, &C[i], CID(i), "grief", MODE_TEXT, 1, now),
 	                 MATCHER_OK);
 }
 
@@ -330,6 +336,35 @@ static void test_idle_longest_gets_the_client(void **state)
 	EXPECT("k1 ringing; offer c102 k1 #2 w0");
 	enq(3);
 	EXPECT("k2 ringing; offer c103 k2 #3 w0");
+}
+
+/* Someone who may not be safe goes first, ahead of everyone not in crisis
+ * and behind those in crisis before them; the offer says so. */
+static void test_crisis_goes_first(void **state)
+{
+	(void)state;
+	enq(1);
+	now += 1000;
+	enq(2);
+	now += 1000;
+	enq_crisis(3);
+	now += 1000;
+	enq(4);
+	now += 1000;
+	enq_crisis(5);
+	assert_string_equal(queue_str(), "c103 c105 c101 c102 c104");
+	kadd(1);
+	kavail(1);
+	assert_true(rec.n > 0 && rec.a[rec.n - 1].type == MA_OFFER && rec.a[rec.n - 1].crisis == 1);
+	EXPECT("k1 available:by_you; k1 ringing; offer c103 k1 #1 w2");
+	kaccept(1);
+	rec.n = 0;
+	kadd(2);
+	kavail(2);
+	EXPECT("k2 available:by_you; k2 ringing; offer c105 k2 #2 w0");
+	kdecline(2);   /* declined: the crisis keeps its place at the front */
+	assert_string_equal(queue_str(), "c105 c101 c102 c104");
+	check_counts();
 }
 
 static void test_idle_tie_goes_to_roster_order(void **state)
@@ -1033,7 +1068,7 @@ static void test_queue_full(void **state)
 	enq(1);                         /* offered, still counts */
 	enq(2);
 	rec.n = 0;
-	assert_int_equal(matcher_client_enqueue(&M, &C[3], CID(3), "grief", MODE_TEXT, now),
+	assert_int_equal(matcher_client_enqueue(&M, &C[3], CID(3), "grief", MODE_TEXT, 0, now),
 	                 MATCHER_FULL);
 	EXPECT("");
 	assert_false(matcher_client_queued(&C[3]));
@@ -1044,7 +1079,7 @@ static void test_queue_full(void **state)
 	enq(3);
 	EXPECT("");
 	assert_string_equal(queue_str(), "c102 c103");
-	assert_int_equal(matcher_client_enqueue(&M, &C[4], CID(4), "grief", MODE_TEXT, now),
+	assert_int_equal(matcher_client_enqueue(&M, &C[4], CID(4), "grief", MODE_TEXT, 0, now),
 	                 MATCHER_FULL);
 	matcher_client_remove(&M, &C[2], now, 1);
 	enq(4);
@@ -1059,7 +1094,7 @@ static void test_queue_zero_always_full(void **state)
 	cfg.max_queue = 0;
 	init_with(&cfg);
 	kup(1);
-	assert_int_equal(matcher_client_enqueue(&M, &C[1], CID(1), "grief", MODE_TEXT, now),
+	assert_int_equal(matcher_client_enqueue(&M, &C[1], CID(1), "grief", MODE_TEXT, 0, now),
 	                 MATCHER_FULL);
 	EXPECT("");
 	assert_int_equal(K[1].state, ST_AVAILABLE);
@@ -1076,13 +1111,13 @@ static void test_enqueue_copies_topic_and_mode(void **state)
 	buf[sizeof buf - 1] = '\0';
 	const char *volatile topic = buf;
 	assert_int_equal(matcher_client_enqueue(&M, &C[1], CID(1), "work-stress", MODE_VOICE,
-	                                        now), MATCHER_OK);
+	                                        0, now), MATCHER_OK);
 	assert_string_equal(C[1].topic, "work-stress");
 	assert_int_equal(C[1].mode, MODE_VOICE);
 	assert_int_equal(C[1].since, now);
 	assert_int_equal(C[1].id, CID(1));
 	/* Too long is cut at PROTO_TOPIC_MAX, still terminated. */
-	assert_int_equal(matcher_client_enqueue(&M, &C[2], CID(2), topic, MODE_TEXT, now),
+	assert_int_equal(matcher_client_enqueue(&M, &C[2], CID(2), topic, MODE_TEXT, 0, now),
 	                 MATCHER_OK);
 	assert_int_equal(strlen(C[2].topic), PROTO_TOPIC_MAX);
 }
@@ -1713,7 +1748,7 @@ static void rn_event(void)
 		} else {
 			R.full++;
 		}
-		rc = matcher_client_enqueue(&M, &C[i], CID(i), "anxiety", MODE_TEXT, now);
+		rc = matcher_client_enqueue(&M, &C[i], CID(i), "anxiety", MODE_TEXT, 0, now);
 		RCHECK(rc == (full ? MATCHER_FULL : MATCHER_OK));
 		rn_check_actions(full);
 	} else if (r < 25) {                            /* cancel / disconnect */
@@ -1918,7 +1953,7 @@ static void test_stale_calls_refused(void **state)
 {
 	(void)state;
 	enq(0);
-	assert_int_equal(matcher_client_enqueue(&M, &C[0], CID(0), "grief", MODE_TEXT, now),
+	assert_int_equal(matcher_client_enqueue(&M, &C[0], CID(0), "grief", MODE_TEXT, 0, now),
 	                 MATCHER_WRONG_STATE);
 	assert_int_equal(M.queue_len, 1);
 	kup(0);
@@ -1942,6 +1977,7 @@ int main(void)
 		T(test_counselor_starts_away_and_is_not_offered),
 		T(test_fifo_three_clients_two_counselors),
 		T(test_idle_longest_gets_the_client),
+		T(test_crisis_goes_first),
 		T(test_idle_tie_goes_to_roster_order),
 		T(test_idle_restarts_after_wrapup),
 		T(test_decline_reoffers_to_the_other),

@@ -92,6 +92,7 @@ static void sample(enum proto_type t, int variant, struct proto_msg *m)
 	case PT_GOING_AWAY: strcpy(m->reason, "shutdown"); break;
 	case PT_TALK_NOW:
 		strcpy(m->topic, "grief"); m->mode = variant ? MODE_VOICE : MODE_TEXT;
+		m->crisis = variant;
 		break;
 	case PT_QUEUE: m->position = 1; m->wait_s = 120; m->counselors = 3; break;
 	case PT_CANCELLED: strcpy(m->reason, "by_you"); break;
@@ -110,7 +111,7 @@ static void sample(enum proto_type t, int variant, struct proto_msg *m)
 		break;
 	case PT_OFFER:
 		m->offer_id = 7; strcpy(m->topic, "anxiety"); m->mode = MODE_TEXT;
-		m->waited_s = 41; m->ring_s = 20;
+		m->waited_s = 41; m->ring_s = 20; m->crisis = variant;
 		break;
 	case PT_ACCEPT: case PT_DECLINE: m->offer_id = INT64_MAX; break;
 	case PT_OFFER_GONE: m->offer_id = 1; strcpy(m->reason, "timeout"); break;
@@ -188,6 +189,7 @@ static void test_encode_exact(void **state)
 	static const struct { enum proto_type t; int variant; const char *want; } cases[] = {
 		{ PT_HELLO, 0, "{\"type\":\"hello\",\"role\":\"client\"}" },
 		{ PT_TALK_NOW, 0, "{\"type\":\"talk_now\",\"topic\":\"grief\",\"mode\":\"text\"}" },
+		{ PT_TALK_NOW, 1, "{\"type\":\"talk_now\",\"topic\":\"grief\",\"mode\":\"voice\",\"crisis\":true}" },
 		{ PT_MSG, 0, "{\"type\":\"msg\",\"id\":0,\"text\":\"hello \xc3\xa9t\xc3\xa9 \\\\ / \\t\"}" },
 		{ PT_MSG, 1, "{\"type\":\"msg\",\"seq\":3,\"text\":\"hello \xc3\xa9t\xc3\xa9 \\\\ / \\t\"}" },
 		{ PT_ERROR, 0, "{\"type\":\"error\",\"code\":\"wrong_state\"}" },
@@ -313,6 +315,18 @@ static void test_state_wrapup_s(void **state)
 	OK("{\"type\":\"state\",\"state\":\"busy\",\"wrapup_s\":\"junk\"}");
 	assert_int_equal(m1.state, ST_BUSY);
 	assert_string_equal(m1.reason, "");
+}
+
+/* `crisis` is optional: absent is false, present must be a boolean. */
+static void test_crisis_flag(void **state)
+{
+	(void)state;
+	OK("{\"type\":\"talk_now\",\"topic\":\"grief\",\"mode\":\"text\"}");
+	assert_int_equal(m1.crisis, 0);
+	OK("{\"type\":\"talk_now\",\"topic\":\"grief\",\"mode\":\"text\",\"crisis\":true}");
+	assert_int_equal(m1.crisis, 1);
+	ERR("{\"type\":\"talk_now\",\"topic\":\"grief\",\"mode\":\"text\",\"crisis\":1}",
+	    "bad_field", "'crisis'");
 }
 
 static void test_stats_lenient(void **state)
@@ -794,6 +808,7 @@ int main(void)
 		cmocka_unit_test(test_decode_protocol_stats_example),
 		cmocka_unit_test(test_decode_fields),
 		cmocka_unit_test(test_state_wrapup_s),
+		cmocka_unit_test(test_crisis_flag),
 		cmocka_unit_test(test_stats_lenient),
 		cmocka_unit_test(test_bad_json),
 		cmocka_unit_test(test_embedded_nul),

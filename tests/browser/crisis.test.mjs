@@ -1,0 +1,52 @@
+// crisis.test.mjs - someone who may not be safe says so on the start page:
+// they are told they are first in line, and the counselor's offer says
+// it is urgent.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { launch, screenshot, startServer, waitText } from './lib.mjs';
+
+test('a person who may not be safe goes first, and the counselor sees it', async (t) => {
+  const server = await startServer();
+  const browsers = [await launch(), await launch()];
+  t.after(async () => {
+    for (const b of browsers) await b.close();
+    await server.stop();
+  });
+  const problems = [];
+  const open = async (b, path) => {
+    const page = b.context.pages()[0] || await b.context.newPage();
+    page.on('pageerror', (e) => problems.push(e.message));
+    page.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()); });
+    await page.goto(`${server.base}${path}`);
+    return page;
+  };
+
+  // Someone already waits, calmly.
+  const calm = await open(browsers[0], '/');
+  await calm.waitForFunction(() => !document.getElementById('talk').disabled);
+  await calm.getByRole('button', { name: 'Talk now' }).click();
+  await waitText(calm.locator('#position'), /You're next in line\./);
+
+  const client = await calm.context().newPage();
+  client.on('pageerror', (e) => problems.push(e.message));
+  await client.goto(`${server.base}/`);
+  await client.waitForFunction(() => !document.getElementById('talk').disabled);
+  await client.getByLabel('I might not be safe right now').check();
+  await screenshot(client, 'client-crisis-start');
+  await client.getByRole('button', { name: 'Talk now' }).click();
+  await waitText(client.locator('#position'), /You're next in line\./);
+  await waitText(client.locator('#urgent'), /first in line/);
+  await waitText(calm.locator('#position'), /You're number 2 in line\./);
+  await screenshot(client, 'client-crisis-waiting');
+
+  const counselor = await open(browsers[1], '/counselor');
+  await counselor.getByLabel('Your name').fill('Sam');
+  await counselor.getByRole('button', { name: 'Sign in' }).click();
+  await counselor.getByRole('button', { name: 'Set available' }).click();
+  await waitText(counselor.locator('#offer-crisis'), /Urgent: this person said they may not be/);
+  await screenshot(counselor, 'counselor-crisis-offer');
+  await counselor.getByRole('button', { name: 'Accept' }).click();
+  await waitText(client.locator('#session-h'), /You're talking with Sam/);
+  assert.equal(await calm.locator('#v-session').isVisible(), false, 'the calm person still waits');
+  assert.deepEqual(problems, []);
+});
