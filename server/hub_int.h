@@ -130,7 +130,7 @@ void session_close(struct session *s, const char *reason, struct conn *gone);
 void session_on_message(struct conn *c, const struct proto_msg *m);
 void session_rate(struct conn *c, const struct proto_msg *m);
 /* A binary frame from a party; returns 0, or -1 if `c` is in no voice session. */
-int session_media(struct conn *c, uint8_t *buf, size_t len);
+int session_media(struct conn *c, const uint8_t *buf, size_t len);
 /* About once a second: silence notices and link reports. */
 void session_media_tick(struct session *s, int64_t now);
 

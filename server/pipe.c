@@ -175,12 +175,10 @@ static void on_binary(struct esc_conn *c, const uint8_t *buf, size_t len, void *
 {
 	(void)c;
 	struct pipe *p = ud;
-	uint8_t frame[PIPE_FRAME_MAX];
-	if (p->dead || len < 4 || len - 4 > sizeof frame)
+	if (p->dead || len < 4 || len - 4 > PIPE_FRAME_MAX)
 		return;
 	uint32_t conn = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3];
-	memcpy(frame, buf + 4, len - 4);
-	p->set->h.media(p->set->h.ctx, p, conn, frame, len - 4);
+	p->set->h.media(p->set->h.ctx, p, conn, buf + 4, len - 4);
 }
 
 static void on_closed(struct esc_conn *c, int code, const char *why, void *ud)

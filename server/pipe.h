@@ -24,8 +24,8 @@ struct pipe_handlers {
 	/* A text frame from the host: `op`, the host's connection id and the
 	 * rest of the line (NUL-terminated, lives for the call). */
 	void (*text)(void *ctx, struct pipe *p, const char *op, uint32_t conn, const char *rest);
-	/* An audio frame from the host's client `conn`; `buf` may be changed. */
-	void (*media)(void *ctx, struct pipe *p, uint32_t conn, uint8_t *buf, size_t len);
+	/* An audio frame from the host's client `conn`; `buf` lives for the call. */
+	void (*media)(void *ctx, struct pipe *p, uint32_t conn, const uint8_t *buf, size_t len);
 	/* The link failed or closed: every session on it has lost its client. */
 	void (*closed)(void *ctx, struct pipe *p);
 };

@@ -290,7 +290,7 @@ void session_rate(struct conn *c, const struct proto_msg *m)
 	hub_stats_changed(h);
 }
 
-int session_media(struct conn *c, uint8_t *frame, size_t len)
+int session_media(struct conn *c, const uint8_t *frame, size_t len)
 {
 	struct session *s = c->session;
 	if (!s || !s->voice)

@@ -137,7 +137,8 @@ static void on_pipe_text(void *ctx, struct pipe *p, const char *op, uint32_t con
 		hub_dispatch(r, &m);   /* the host checked it; the routes check it again */
 }
 
-static void on_pipe_media(void *ctx, struct pipe *p, uint32_t conn, uint8_t *buf, size_t len)
+static void on_pipe_media(void *ctx, struct pipe *p, uint32_t conn, const uint8_t *buf,
+                          size_t len)
 {
 	struct hub *h = ctx;
 	struct conn *r = remote_find(h, p, conn);

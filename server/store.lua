@@ -216,6 +216,13 @@ local function enqueue(node, conn, topic, mode, crisis, t)
   return 'ok'
 end
 
+-- Work done (wrap-up over, or none): available, idle from now.
+local function back_to_work(kg, k, t)
+  k.idle_since = t
+  redis.call('HSET', kkey(kg), 'idle_since', t)
+  set_state(kg, k, 'available', 'wrapup_done')
+end
+
 local function ring_timeout(kg, k, t)
   local oid = k.offer_id
   offer_back(kg, k, t)
@@ -300,9 +307,10 @@ redis.register_function('es_cancel', with_rules(function(a, t)
   return client_remove(a[1], t, true)
 end))
 
--- node conn
+-- counselor gid
 redis.register_function('es_k_add', with_rules(function(a, t)
-  counselor_add(a[1], a[2], 'away', t)
+  local node, conn = string.match(a[1], '^(.+)/(%d+)$')
+  counselor_add(node, conn, 'away', t)
   return 'ok'
 end))
 
@@ -407,9 +415,7 @@ redis.register_function('es_k_over', with_rules(function(a, t)
     redis.call('ZADD', DEADLINES, t + C.wrapup_ms, kg)
     set_state(kg, k, 'wrapup', nil)
   else
-    k.idle_since = t
-    redis.call('HSET', kkey(kg), 'idle_since', t)
-    set_state(kg, k, 'available', 'wrapup_done')
+    back_to_work(kg, k, t)
     match(t)
   end
   return 'ok'
@@ -429,9 +435,7 @@ redis.register_function('es_tick', with_rules(function(a, t)
     elseif k.state == 'ringing' then
       ring_timeout(kg, k, t)
     elseif k.state == 'wrapup' then
-      k.idle_since = t
-      redis.call('HSET', kkey(kg), 'idle_since', t)
-      set_state(kg, k, 'available', 'wrapup_done')
+      back_to_work(kg, k, t)
     else
       redis.call('ZREM', DEADLINES, kg)
     end

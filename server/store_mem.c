@@ -6,6 +6,7 @@
  * actions become events in a queue, delivered once the matcher call has
  * returned (a call made while delivering adds to the same queue). */
 #include "store.h"
+#include "idtable.h"
 #include "matcher.h"
 
 #include <ev.h>
@@ -14,12 +15,9 @@
 #include <string.h>
 #include <time.h>
 
-#define BUCKETS 4096
-
 /* What the matcher holds for one connection (a client or a counselor). */
 struct entry {
-	struct entry *next;            /* hash chain */
-	uint32_t conn;
+	struct idnode node;            /* id: the connection */
 	struct mclient mc;
 	struct mcounselor mk;
 };
@@ -33,7 +31,7 @@ struct store_mem {
 	void *ctx;
 	char node[STORE_NODE_MAX + 1];
 	char figures[STORE_FIGURES_MAX];
-	struct entry *buckets[BUCKETS];
+	struct idtable entries;
 	struct store_event *pending;   /* events not yet delivered */
 	size_t npending, cap, next;
 	int delivering;
@@ -46,40 +44,29 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static struct entry **slot_of(struct store_mem *s, uint32_t conn)
-{
-	struct entry **pp = &s->buckets[conn % BUCKETS];
-	while (*pp && (*pp)->conn != conn)
-		pp = &(*pp)->next;
-	return pp;
-}
-
 static struct entry *find(struct store_mem *s, uint32_t conn)
 {
-	return *slot_of(s, conn);
+	struct idnode *n = idtable_find(&s->entries, conn);
+	return n ? list_entry(n, struct entry, node) : NULL;
 }
 
 /* Allocation failure leaves the connection out of the store: its
  * operations then answer wrong_state. */
 static struct entry *get(struct store_mem *s, uint32_t conn)
 {
-	struct entry **pp = slot_of(s, conn);
-	if (!*pp) {
-		*pp = calloc(1, sizeof **pp);
-		if (*pp)
-			(*pp)->conn = conn;
+	struct entry *e = find(s, conn);
+	if (!e && (e = calloc(1, sizeof *e)) != NULL) {
+		e->node.id = conn;
+		idtable_add(&s->entries, &e->node);
 	}
-	return *pp;
+	return e;
 }
 
 static void drop(struct store_mem *s, uint32_t conn)
 {
-	struct entry **pp = slot_of(s, conn);
-	struct entry *e = *pp;
-	if (e) {
-		*pp = e->next;
-		free(e);
-	}
+	struct idnode *n = idtable_remove(&s->entries, conn);
+	if (n)
+		free(list_entry(n, struct entry, node));
 }
 
 static void push(struct store_mem *s, const struct store_event *ev)
@@ -126,7 +113,7 @@ static void positions(struct store_mem *s)
 	list_for_each(it, &s->m.queue) {
 		const struct entry *e = list_entry(it, struct entry, mc.link);
 		pos++;
-		struct store_event ev = { .type = SE_POSITION, .conn = e->conn, .position = pos,
+		struct store_event ev = { .type = SE_POSITION, .conn = e->node.id, .position = pos,
 		                          .wait_s = matcher_estimate_s(&s->m, pos),
 		                          .online = online };
 		push(s, &ev);
@@ -311,12 +298,9 @@ static void mem_free(struct store *st)
 {
 	struct store_mem *s = MEM(st);
 	ev_timer_stop(s->loop, &s->timer);
-	for (size_t i = 0; i < BUCKETS; i++)
-		while (s->buckets[i]) {
-			struct entry *e = s->buckets[i];
-			s->buckets[i] = e->next;
-			free(e);
-		}
+	size_t from = 0;
+	for (struct idnode *n; (n = idtable_take(&s->entries, &from)) != NULL;)
+		free(list_entry(n, struct entry, node));
 	free(s->pending);
 	free(s);
 }

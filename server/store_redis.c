@@ -16,6 +16,7 @@
  * outage, es_resync makes Redis match that view: entries of clients who
  * left meanwhile are removed, and whatever Redis lost is put back. */
 #include "store.h"
+#include "idtable.h"
 #include "list.h"
 #include "log.h"
 #include "matcher.h"
@@ -33,15 +34,13 @@
 #define CONNECT_TIMEOUT_S 2.0
 #define BACKOFF_MIN_S 0.1
 #define BACKOFF_MAX_S 5.0
-#define BUCKETS 4096
 #define EV_BATCH "64"
 #define ARGV_MAX 16
 
 /* What this node holds: a waiting client or a counselor. */
 struct local {
-	struct local *hnext;
+	struct idnode node;            /* id: the connection */
 	struct list link;              /* waiting clients, oldest first */
-	uint32_t conn;
 	int counselor;
 	char topic[PROTO_TOPIC_MAX + 1];
 	enum proto_mode mode;
@@ -73,7 +72,7 @@ struct store_redis {
 	struct store_stats stats;
 	long long qver, qver_sent;
 	int positions_pending;
-	struct local *buckets[BUCKETS];
+	struct idtable locals;
 	struct list waiting;
 	uint32_t nwaiting;
 };
@@ -82,28 +81,22 @@ struct store_redis {
 
 /* ---- what the node holds ---- */
 
-static struct local **slot_of(struct store_redis *s, uint32_t conn)
-{
-	struct local **pp = &s->buckets[conn % BUCKETS];
-	while (*pp && (*pp)->conn != conn)
-		pp = &(*pp)->hnext;
-	return pp;
-}
+#define LOCAL(n) list_entry(n, struct local, node)
 
 static struct local *local_find(struct store_redis *s, uint32_t conn)
 {
-	return *slot_of(s, conn);
+	struct idnode *n = idtable_find(&s->locals, conn);
+	return n ? LOCAL(n) : NULL;
 }
 
 static struct local *local_add(struct store_redis *s, uint32_t conn)
 {
-	struct local **pp = slot_of(s, conn);
-	if (!*pp) {
-		*pp = calloc(1, sizeof **pp);
-		if (*pp)
-			(*pp)->conn = conn;
+	struct local *l = local_find(s, conn);
+	if (!l && (l = calloc(1, sizeof *l)) != NULL) {
+		l->node.id = conn;
+		idtable_add(&s->locals, &l->node);
 	}
-	return *pp;
+	return l;
 }
 
 static void local_unwait(struct store_redis *s, struct local *l)
@@ -116,13 +109,11 @@ static void local_unwait(struct store_redis *s, struct local *l)
 
 static void local_drop(struct store_redis *s, uint32_t conn)
 {
-	struct local **pp = slot_of(s, conn);
-	struct local *l = *pp;
-	if (!l)
+	struct idnode *n = idtable_remove(&s->locals, conn);
+	if (!n)
 		return;
-	local_unwait(s, l);
-	*pp = l->hnext;
-	free(l);
+	local_unwait(s, LOCAL(n));
+	free(LOCAL(n));
 }
 
 /* ---- events ---- */
@@ -331,7 +322,7 @@ static void on_positions(redisAsyncContext *ac, void *reply, void *priv)
 		struct local *l = local_find(s, conns[i - 3]);
 		if (!l || !pos)
 			continue;   /* left, or matched elsewhere: the session tells */
-		struct store_event e = { .type = SE_POSITION, .conn = l->conn, .position = pos,
+		struct store_event e = { .type = SE_POSITION, .conn = l->node.id, .position = pos,
 		                         .wait_s = matcher_estimate_for(pos, free_now, online, handle),
 		                         .online = online };
 		deliver(s, &e);
@@ -359,8 +350,8 @@ static void ask_positions(struct store_redis *s)
 	struct list *it;
 	list_for_each(it, &s->waiting) {
 		struct local *l = list_entry(it, struct local, link);
-		conns[i] = l->conn;
-		gid(s, l->conn, gids[i], sizeof gids[i]);
+		conns[i] = l->node.id;
+		gid(s, l->node.id, gids[i], sizeof gids[i]);
 		a[k++] = gids[i++];
 	}
 	if (redisAsyncCommandArgv(s->cmd, on_positions, conns, (int)k, a, NULL) == REDIS_OK) {
@@ -479,9 +470,8 @@ static void on_resynced(redisAsyncContext *ac, void *reply, void *priv);
 static void resync(struct store_redis *s)
 {
 	size_t n = 0;
-	for (size_t b = 0; b < BUCKETS; b++)
-		for (struct local *l = s->buckets[b]; l; l = l->hnext)
-			n++;
+	idtable_for_each(&s->locals, b, node)
+		n++;
 	const char **a = malloc((n * 4 + 16) * sizeof *a);
 	char (*num)[16] = malloc((n + 1) * sizeof *num);
 	if (!a || !num) {
@@ -502,20 +492,20 @@ static void resync(struct store_redis *s)
 	struct list *it;
 	list_for_each(it, &s->waiting) {
 		struct local *l = list_entry(it, struct local, link);
-		snprintf(num[m], sizeof num[m], "%u", l->conn);
+		snprintf(num[m], sizeof num[m], "%u", l->node.id);
 		a[k++] = num[m++];
 		a[k++] = l->topic;
 		a[k++] = proto_mode_name(l->mode);
 		a[k++] = l->crisis ? "1" : "0";
 	}
-	for (size_t b = 0; b < BUCKETS; b++)
-		for (struct local *l = s->buckets[b]; l; l = l->hnext) {
-			if (!l->counselor)
-				continue;
-			snprintf(num[m], sizeof num[m], "%u", l->conn);
-			a[k++] = num[m++];
-			a[k++] = proto_state_name(l->kstate);
-		}
+	idtable_for_each(&s->locals, b, node) {
+		const struct local *l = LOCAL(node);
+		if (!l->counselor)
+			continue;
+		snprintf(num[m], sizeof num[m], "%u", l->node.id);
+		a[k++] = num[m++];
+		a[k++] = proto_state_name(l->kstate);
+	}
 	redisAsyncCommandArgv(s->cmd, on_resynced, NULL, (int)k, a, NULL);
 	free(a);
 	free(num);
@@ -537,15 +527,16 @@ static void on_resynced(redisAsyncContext *ac, void *reply, void *priv)
 	s->backoff = BACKOFF_MIN_S;
 	log_info("redis: node %s ready at %s:%d/%d", s->node, s->host, s->port, s->db);
 	/* Sessions that ended while Redis was away. */
-	for (size_t b = 0; b < BUCKETS; b++)
-		for (struct local *l = s->buckets[b]; l; l = l->hnext)
-			if (l->over_pending) {
-				char g[STORE_NODE_MAX + 16];
-				gid(s, l->conn, g, sizeof g);
-				const char *argv[] = { g };
-				fcall(s, on_quiet_reply, NULL, "es_k_over", 1, argv, NULL);
-				l->over_pending = 0;
-			}
+	idtable_for_each(&s->locals, b, node) {
+		struct local *l = LOCAL(node);
+		if (l->over_pending) {
+			char g[STORE_NODE_MAX + 16];
+			gid(s, l->node.id, g, sizeof g);
+			const char *argv[] = { g };
+			fcall(s, on_quiet_reply, NULL, "es_k_over", 1, argv, NULL);
+			l->over_pending = 0;
+		}
+	}
 	s->qver_sent = -1;
 	send_tick(s);
 	pop_events(s);
@@ -736,16 +727,14 @@ static void client_gone(struct store *st, uint32_t conn)
 	client_leave(RED(st), conn, 0);
 }
 
+/* es_k_add, es_k_gone, es_k_over: the counselor's gid alone. */
 static void counselor_call(struct store_redis *s, const char *fn, uint32_t conn)
 {
-	char g[STORE_NODE_MAX + 16], c[16];
+	char g[STORE_NODE_MAX + 16];
 	gid(s, conn, g, sizeof g);
-	snprintf(c, sizeof c, "%u", conn);
-	const char *add[] = { s->node, c };
-	const char *one[] = { g };
+	const char *argv[] = { g };
 	if (s->ready)
-		fcall(s, on_quiet_reply, NULL, fn, strcmp(fn, "es_k_add") == 0 ? 2 : 1,
-		      strcmp(fn, "es_k_add") == 0 ? add : one, NULL);
+		fcall(s, on_quiet_reply, NULL, fn, 1, argv, NULL);
 }
 
 static void counselor_add(struct store *st, uint32_t conn)
@@ -842,12 +831,9 @@ static void redis_free(struct store *st)
 	for (int i = 0; i < 2; i++)
 		if (both[i])
 			redisAsyncFree(both[i]);
-	for (size_t b = 0; b < BUCKETS; b++)
-		while (s->buckets[b]) {
-			struct local *l = s->buckets[b];
-			s->buckets[b] = l->hnext;
-			free(l);
-		}
+	size_t from = 0;
+	for (struct idnode *n; (n = idtable_take(&s->locals, &from)) != NULL;)
+		free(LOCAL(n));
 	free(s);
 }
 

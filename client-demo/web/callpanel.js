@@ -4,16 +4,9 @@
 // server, the other side's mute, and the link quality. The audio itself is
 // voice.js; this builds its own DOM inside the container the page gives it.
 import { VoiceCall, unlockVoice } from './voice.js';
-import { announce } from './ui.js';
+import { announce, el } from './ui.js';
 
 const METER_MS = 100;
-
-function el(tag, props = {}, ...children) {
-  const e = document.createElement(tag);
-  Object.assign(e, props);
-  for (const c of children) e.append(c);
-  return e;
-}
 
 // `peer`: how to name the other side at the start of a sentence
 // ("Alice", "The person"); `mid` is the same inside one.

@@ -2,19 +2,13 @@
 // each own message's delivery state (sending → sent → delivered), the
 // typing indicator both ways, and an `ack` for every message shown.
 // It builds its own DOM inside the container the page gives it.
+import { el } from './ui.js';
 
 const TYPING_IDLE_MS = 3000;    // stop "typing" after this long without a key
 const PEER_TYPING_MAX_MS = 15000; // forget a peer's "typing" if "off" never came
 const STATE_TEXT = { sending: 'Sending…', sent: 'Sent', delivered: 'Delivered',
   failed: 'Not sent — the connection dropped' };
 const utf8 = new TextEncoder();
-
-function el(tag, props = {}, ...children) {
-  const e = document.createElement(tag);
-  Object.assign(e, props);
-  for (const c of children) e.append(c);
-  return e;
-}
 
 export class Chat {
   // socket: an EarshotSocket; maxBytes: the server's max-text-bytes.

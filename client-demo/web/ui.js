@@ -21,6 +21,14 @@ export function topicLabel(value) {
 
 export const $ = (id) => document.getElementById(id);
 
+// An element with `props` (properties, not attributes) and `children`.
+export function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  Object.assign(e, props);
+  for (const c of children) e.append(c);
+  return e;
+}
+
 // Show the view with id `id` among `ids`, hide the others. Focus moves to
 // the view's first heading (tabindex -1) so keyboard and screen-reader
 // users land where the page changed, unless `focus` names another element.

@@ -5,19 +5,9 @@
 // wrap-up; then a second session ended early with End.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, screenshot, startServer, waitText } from './lib.mjs';
+import { launch, openPage, screenshot, startServer, waitText } from './lib.mjs';
 
 const WAIT = 20000;
-
-
-async function openPage(browser, url, problems) {
-  const page = browser.context.pages()[0] || await browser.context.newPage();
-  page.setDefaultTimeout(WAIT);
-  page.on('pageerror', (e) => problems.push(`${url}: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`${url}: ${m.text()}`); });
-  await page.goto(url);
-  return page;
-}
 
 test('a text session from Talk now to the rating, and one ended early', async (t) => {
   // 15-minute slot at 60x: 15 s; warnings 10 s and 14 s in; goodbye 0.5 s;

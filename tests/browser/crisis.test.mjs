@@ -3,7 +3,7 @@
 // it is urgent.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, screenshot, startServer, waitText } from './lib.mjs';
+import { launch, openPage, screenshot, startServer, waitText } from './lib.mjs';
 
 test('a person who may not be safe goes first, and the counselor sees it', async (t) => {
   const server = await startServer();
@@ -13,16 +13,9 @@ test('a person who may not be safe goes first, and the counselor sees it', async
     await server.stop();
   });
   const problems = [];
-  const open = async (b, path) => {
-    const page = b.context.pages()[0] || await b.context.newPage();
-    page.on('pageerror', (e) => problems.push(e.message));
-    page.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()); });
-    await page.goto(`${server.base}${path}`);
-    return page;
-  };
 
   // Someone already waits, calmly.
-  const calm = await open(browsers[0], '/');
+  const calm = await openPage(browsers[0], `${server.base}/`, problems);
   await calm.waitForFunction(() => !document.getElementById('talk').disabled);
   await calm.getByRole('button', { name: 'Talk now' }).click();
   await waitText(calm.locator('#position'), /You're next in line\./);
@@ -39,7 +32,7 @@ test('a person who may not be safe goes first, and the counselor sees it', async
   await waitText(calm.locator('#position'), /You're number 2 in line\./);
   await screenshot(client, 'client-crisis-waiting');
 
-  const counselor = await open(browsers[1], '/counselor');
+  const counselor = await openPage(browsers[1], `${server.base}/counselor`, problems);
   await counselor.getByLabel('Your name').fill('Sam');
   await counselor.getByRole('button', { name: 'Sign in' }).click();
   await counselor.getByRole('button', { name: 'Set available' }).click();

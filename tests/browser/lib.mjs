@@ -82,6 +82,17 @@ export async function launch({ denyMicrophone = false } = {}) {
   };
 }
 
+// The browser's page at `url`, failing no test by itself: page errors and
+// console errors are collected in `problems` for the test to assert on.
+export async function openPage(browser, url, problems, timeout = 20000) {
+  const page = browser.context.pages()[0] || await browser.context.newPage();
+  page.setDefaultTimeout(timeout);
+  page.on('pageerror', (e) => problems.push(`${url}: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`${url}: ${m.text()}`); });
+  await page.goto(url);
+  return page;
+}
+
 export async function screenshot(page, name) {
   mkdirSync(shotsDir, { recursive: true });
   await page.screenshot({ path: join(shotsDir, `${name}.png`), fullPage: true });

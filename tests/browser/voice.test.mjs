@@ -10,22 +10,13 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launch, screenshot, startServer, waitText } from './lib.mjs';
+import { launch, openPage, screenshot, startServer, waitText } from './lib.mjs';
 
 const WAIT = 20000;
 const root = new URL('../../', import.meta.url).pathname;
 const earshot = process.env.EARSHOT || join(root, 'build', 'earshot');
 // Quick silence and link reports, so the warnings come within the test.
 const VOICE_ARGS = ['--silence-timeout', '1', '--link-report', '1'];
-
-async function openPage(browser, url, problems) {
-  const page = browser.context.pages()[0] || await browser.context.newPage();
-  page.setDefaultTimeout(WAIT);
-  page.on('pageerror', (e) => problems.push(`${url}: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`${url}: ${m.text()}`); });
-  await page.goto(url);
-  return page;
-}
 
 // The page's call counters (voice.js keeps the last call's).
 const voiceStats = (page) => page.evaluate(async () =>
