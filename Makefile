@@ -115,7 +115,7 @@ integration: binaries $(INTEG_TESTS)
 
 # The same tests on the other backend: every server they start keeps
 # presence and the queue in a redis-server of the test's own.
-REDIS_PARITY := journey lifecycle badinput cli media_relay web
+REDIS_PARITY := journey lifecycle badinput cli media_relay web care
 integration-redis: binaries $(INTEG_TESTS)
 	@set -e; for t in $(REDIS_PARITY); do echo "== $(B)/tests/test_$$t on Redis"; \
 	    EARSHOT_TEST_REDIS=1 EARSHOTD=$(B)/earshotd EARSHOT=$(B)/earshot \

@@ -51,6 +51,7 @@ struct app {
 	const char *url, *token, *topic;
 	enum proto_mode mode;
 	int crisis;                 /* client: may not be safe (waits ahead) */
+	int previous;               /* client: asks for the counselor from last time */
 	int json, go_available;
 	struct esc_options tls;
 	/* voice options: what to send, where to record */
@@ -204,6 +205,7 @@ static void send_talk_now(void)
 	snprintf(m->topic, sizeof m->topic, "%s", app.topic);
 	m->mode = app.mode;
 	m->crisis = app.crisis;
+	m->previous = app.previous;
 	out_send();
 }
 
@@ -334,8 +336,13 @@ static void show_queue(const struct proto_msg *m)
 		    "you keep your place", m->position);
 		return;
 	}
-	say("waiting: you are number %u in line, %s (%u counselor%s online)", m->position,
-	    fmt_wait(m->wait_s, w, sizeof w), m->counselors, m->counselors == 1 ? "" : "s");
+	say("waiting: you are number %u in line, %s (%u counselor%s online)%s", m->position,
+	    fmt_wait(m->wait_s, w, sizeof w), m->counselors, m->counselors == 1 ? "" : "s",
+	    strcmp(m->waiting_for, "previous") == 0 ? "; waiting a little for the counselor you "
+	                                              "talked with last"
+	    : strcmp(m->waiting_for, "topic") == 0 ? "; waiting a little for a counselor who "
+	                                             "knows your topic well"
+	    : "");
 }
 
 static void show_client(const struct proto_msg *m)
@@ -418,9 +425,10 @@ static void show_counselor(const struct proto_msg *m)
 		break;
 	case PT_OFFER:
 		app.offer_id = m->offer_id;
-		say("incoming: %ssomeone waiting %s about '%s' (%s). /accept or /decline within %u s",
-		    m->crisis ? "URGENT, may not be safe: " : "", fmt_clock(m->waited_s, t, sizeof t),
-		    m->topic, proto_mode_name(m->mode), m->ring_s);
+		say("incoming: %ssomeone %swaiting %s about '%s' (%s). /accept or /decline within %u s",
+		    m->crisis ? "URGENT, may not be safe: " : "",
+		    m->talked_before ? "you talked with before, " : "",
+		    fmt_clock(m->waited_s, t, sizeof t), m->topic, proto_mode_name(m->mode), m->ring_s);
 		break;
 	case PT_OFFER_GONE:
 		if (m->offer_id == app.offer_id)
@@ -1030,7 +1038,7 @@ static void usage_main(FILE *f)
 	        "usage: earshot token --role client|counselor|operator --sub ID [--name NAME]\n"
 	        "                     [--skills a,b] [--ttl 8h] [--config FILE]\n"
 	        "       earshot client [--url URL] [--token T] [--topic TOPIC] [--mode text|voice] [--crisis]\n"
-	        "                      [--json]\n"
+	        "                      [--previous] [--json]\n"
 	        "                      [--voice [--wav-in FILE | --tone HZ] [--record FILE] [--voice-seconds N]]\n"
 	        "       earshot counselor --token T [--url URL] [--available] [--json]\n"
 	        "                      [--voice [--wav-in FILE | --tone HZ] [--record FILE] [--voice-seconds N]]\n"
@@ -1087,7 +1095,7 @@ static void usage_role(FILE *f, enum proto_role role)
 	const char *name = proto_role_name(role);
 	fprintf(f, "usage: earshot %s %s[--url URL] [--json] [--ca FILE] [--insecure]%s%s\n\n", name,
 	        role == ROLE_CLIENT ? "[--token T] " : "--token T ",
-	        role == ROLE_CLIENT ? " [--topic TOPIC] [--mode text|voice] [--crisis]"
+	        role == ROLE_CLIENT ? " [--topic TOPIC] [--mode text|voice] [--crisis] [--previous]"
 	                            : role == ROLE_COUNSELOR ? " [--available]" : "",
 	        role == ROLE_OPERATOR ? "" : "\n         [--voice [--wav-in FILE | --tone HZ] "
 	                                    "[--record FILE] [--voice-seconds N]]");
@@ -1104,7 +1112,8 @@ static void usage_role(FILE *f, enum proto_role role)
 	if (role == ROLE_CLIENT) {
 		fprintf(f, "  --topic TOPIC  what you want to talk about: a-z 0-9 _ - (default general)\n"
 		           "  --mode MODE    text or voice (default text)\n"
-		           "  --crisis       you may not be safe right now: you wait ahead of others\n");
+		           "  --crisis       you may not be safe right now: you wait ahead of others\n"
+		           "  --previous     ask for the counselor you talked with last time\n");
 	}
 	if (role == ROLE_COUNSELOR)
 		fprintf(f, "  --available    go available as soon as you are signed in\n");
@@ -1139,7 +1148,7 @@ static int bad_option(const char *sub, int c, char **argv)
 
 /* ---- the token subcommand ---------------------------------------------------- */
 
-enum { O_URL = 256, O_TOKEN, O_TOPIC, O_MODE, O_CRISIS, O_JSON, O_AVAILABLE, O_CA, O_INSECURE,
+enum { O_URL = 256, O_TOKEN, O_TOPIC, O_MODE, O_CRISIS, O_PREVIOUS, O_JSON, O_AVAILABLE, O_CA, O_INSECURE,
        O_ROLE, O_SUB, O_NAME, O_SKILLS, O_TTL, O_CONFIG,
        O_VOICE, O_WAV_IN, O_TONE, O_RECORD, O_VOICE_SECONDS };
 
@@ -1256,6 +1265,7 @@ static const struct option conn_opts[] = {
 	{ "topic", required_argument, NULL, O_TOPIC },
 	{ "mode", required_argument, NULL, O_MODE },
 	{ "crisis", no_argument, NULL, O_CRISIS },
+	{ "previous", no_argument, NULL, O_PREVIOUS },
 	{ "json", no_argument, NULL, O_JSON },
 	{ "available", no_argument, NULL, O_AVAILABLE },
 	{ "ca", required_argument, NULL, O_CA },
@@ -1370,6 +1380,7 @@ static int conn_args_parse(int argc, char **argv)
 				return usage_fail(sub, "--mode must be text or voice, not '%s'", optarg);
 			break;
 		case O_CRISIS: app.crisis = 1; client_only = 1; break;
+		case O_PREVIOUS: app.previous = 1; client_only = 1; break;
 		case O_JSON: app.json = 1; break;
 		case O_AVAILABLE: app.go_available = 1; counselor_only = 1; break;
 		case O_CA: app.tls.ca_file = optarg; break;

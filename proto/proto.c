@@ -169,18 +169,21 @@ static const struct field f_welcome[] = {
 	{ "sub", K_SUB, F_REQ, OFF(sub), 1, PROTO_SUB_MAX, 0 },
 	STR("name", name, 0, F_REQ), ENUM("state", state, K_STATE),
 	U32("slot_s", slot_s, 0), U32("ring_s", ring_s, 0),
-	U32("version", version, 0),
+	U32("version", version, 0), STR("crisis_question", question, 0, 0),
 };
 static const struct field f_error[] = {
 	STR("code", code, 1, F_REQ), REASON_OPT, STR("ref", ref, 0, 0),
 };
 static const struct field f_reason[] = { REASON };
 /* Optional, false when absent (and then not written). */
-#define CRISIS { "crisis", K_BOOL, 0, OFF(crisis), 0, 1, 0 }
-static const struct field f_talk_now[] = { TOPIC, ENUM("mode", mode, K_MODE), CRISIS };
+#define FLAG(n, m) { n, K_BOOL, 0, OFF(m), 0, 1, 0 }
+#define CRISIS FLAG("crisis", crisis)
+static const struct field f_talk_now[] = {
+	TOPIC, ENUM("mode", mode, K_MODE), CRISIS, FLAG("previous", previous),
+};
 static const struct field f_queue[] = {
 	U32("position", position, 1), U32("wait_s", wait_s, 0),
-	U32("counselors", counselors, 0),
+	U32("counselors", counselors, 0), STR("waiting_for", waiting_for, 0, 0),
 };
 static const struct field f_rate[] = {
 	{ "score", K_INT, F_REQ, OFF(score), 1, 5, 0 },
@@ -195,6 +198,7 @@ static const struct field f_state[] = {
 static const struct field f_offer[] = {
 	OFFER_ID, TOPIC, ENUM("mode", mode, K_MODE),
 	U32("waited_s", waited_s, 0), U32("ring_s", ring_s, 0), CRISIS,
+	FLAG("talked_before", talked_before),
 };
 static const struct field f_offer_id[] = { OFFER_ID };
 static const struct field f_offer_gone[] = { OFFER_ID, REASON };

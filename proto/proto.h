@@ -24,6 +24,7 @@
 #define PROTO_CODE_MAX 32
 #define PROTO_ID_MAX 40        /* session ids */
 #define PROTO_REFERRAL_MAX 2000
+#define PROTO_QUESTION_MAX 255
 #define PROTO_KEY_MAX 43       /* base64 of a 30-byte SRTP key and salt */
 #define PROTO_WORD_MAX 7       /* short enumerations carried as strings */
 #define PROTO_NODE_MAX 40      /* node ids: [A-Za-z0-9._-] */
@@ -99,6 +100,8 @@ struct proto_msg {
 	enum proto_state state;        /* welcome, state, set_state */
 	int on;                        /* typing, mute, peer_mute */
 	int crisis;                    /* talk_now, offer: may not be safe (optional) */
+	int previous;                  /* talk_now: asks for the last counselor (optional) */
+	int talked_before;             /* offer: the client talked with you last (optional) */
 	int score;                     /* rate: 1-5 */
 	int64_t id;                    /* msg (C->S), sent: sender's id, >= 0 */
 	int64_t seq;                   /* msg (S->C), sent, ack, delivered: >= 1 */
@@ -135,6 +138,8 @@ struct proto_msg {
 	char audio[PROTO_WORD_MAX + 1];        /* audio: "stopped" or "flowing" */
 	char link_you[PROTO_WORD_MAX + 1];     /* link: "good" "fair" "poor" */
 	char link_peer[PROTO_WORD_MAX + 1];
+	char waiting_for[16];                  /* queue: "previous", "topic" or "" */
+	char question[PROTO_QUESTION_MAX + 1]; /* welcome (client): the crisis question, "" none */
 };
 
 /* Decoding outcome. On PROTO_OK `*out` holds the message. Otherwise

@@ -434,3 +434,24 @@ out:
 	jwt_free(jwt);
 	return rc;
 }
+
+void auth_pseudonym(const char *sub, const char *secret, char out[AUTH_PSEUDONYM_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	static const char label[] = "earshot continuity:";
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	char msg[sizeof label + PROTO_SUB_MAX];
+	int len = snprintf(msg, sizeof msg, "%s%s", label, sub);
+	const char *key = secret ? secret : "";
+	if (len < 0 || !HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)msg,
+	                     (size_t)len, mac, &n) || n * 2 < AUTH_PSEUDONYM_LEN) {
+		out[0] = '\0';
+		return;
+	}
+	for (int i = 0; i < AUTH_PSEUDONYM_LEN / 2; i++) {
+		out[2 * i] = hex[mac[i] >> 4];
+		out[2 * i + 1] = hex[mac[i] & 15];
+	}
+	out[AUTH_PSEUDONYM_LEN] = '\0';
+}

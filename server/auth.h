@@ -48,4 +48,11 @@ const char *auth_status_code(enum auth_status s);
 int auth_mint(const struct auth_identity *id, const char *secret,
               int64_t now, int64_t ttl_s, char *out, size_t cap);
 
+/* A person's pseudonym for what must outlive a connection (whom they
+ * talked with last): 32 hex digits of HMAC-SHA256(secret, label || sub),
+ * so that the store never holds their id and the same person always
+ * gets the same one. "" if it cannot be computed. */
+#define AUTH_PSEUDONYM_LEN 32
+void auth_pseudonym(const char *sub, const char *secret, char out[AUTH_PSEUDONYM_LEN + 1]);
+
 #endif

@@ -79,6 +79,18 @@ static const struct directive {
 	  "missed offers in a row before a counselor is set away" },
 	{ "wrapup", T_DURATION, FIELD(wrapup), 0, 0, 900, "1m", 0,
 	  "counselor's pause after a session before new offers" },
+	{ "topic-wait", T_DURATION, FIELD(topic_wait), 0, 0, 600, "1m", 0,
+	  "how long a person is kept for a counselor with their topic among their skills "
+	  "before anyone free takes them (0: no waiting for a specialty)" },
+	{ "previous-wait", T_DURATION, FIELD(previous_wait), 0, 0, 600, "45s", 0,
+	  "how long a returning person who asked for their previous counselor waits for "
+	  "them while they are busy, before anyone free takes them" },
+	{ "continuity-days", T_INT, FIELD(continuity_days), 0, 0, 3650, "90", 0,
+	  "days earshot remembers whom a person talked with last (under a pseudonym), "
+	  "so they can ask for them again; 0 remembers nothing" },
+	{ "crisis-question", T_STRING, FIELD(crisis_question), 0, 0, 0, "", 0,
+	  "a yes/no question the person's page asks before Talk now; yes puts them ahead "
+	  "as someone who may not be safe (empty: no question)" },
 	{ "max-message-bytes", T_INT, FIELD(max_message_bytes), 0, 256, 65536, "8192", 0,
 	  "largest WebSocket frame accepted, in bytes" },
 	{ "max-text-bytes", T_INT, FIELD(max_text_bytes), 0, 16, 4000, "4000", 0,

@@ -31,6 +31,10 @@ struct config {
 	int ring_timeout;         /* 20, 5..120 */
 	int max_missed_offers;    /* 2, 1..10 */
 	int wrapup;               /* 60, 0..900 */
+	int topic_wait;           /* 60, 0..600: extra wait for a skilled counselor */
+	int previous_wait;        /* 45, 0..600: extra wait for the asked-for counselor */
+	int continuity_days;      /* 90, 0..3650: whom a person talked with is kept */
+	char crisis_question[256];/* "": a yes/no question before Talk now; yes is crisis */
 	int max_message_bytes;    /* 8192, 256..65536 */
 	int max_text_bytes;       /* 4000, 16..4000 */
 	int msg_rate;             /* 20 per second, 1..1000 */

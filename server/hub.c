@@ -196,13 +196,16 @@ static void on_position(struct conn *c, const struct store_event *e)
 	if (c->role != ROLE_CLIENT || c->state != ST_WAITING)
 		return;
 	if (c->sent_pos == e->position && c->sent_wait == e->wait_s &&
-	    c->sent_online == e->online)
+	    c->sent_online == e->online && c->sent_for == e->waiting_for)
 		return;
 	c->sent_pos = e->position;
 	c->sent_wait = e->wait_s;
 	c->sent_online = e->online;
+	c->sent_for = e->waiting_for;
 	struct proto_msg m = { .type = PT_QUEUE, .position = e->position, .wait_s = e->wait_s,
 	                       .counselors = e->online };
+	if (e->waiting_for)
+		snprintf(m.waiting_for, sizeof m.waiting_for, "%s", e->waiting_for);
 	hub_send(c, &m);
 }
 
@@ -243,8 +246,10 @@ static void on_store_event(void *ctx, const struct store_event *e)
 		snprintf(m.topic, sizeof m.topic, "%s", e->topic);
 		m.mode = e->mode;
 		m.crisis = e->crisis;
-		log_info("offer %lld: client %u to counselor %u%s", (long long)e->offer_id,
-		         e->client.conn, c->id, e->crisis ? " (crisis)" : "");
+		m.talked_before = e->talked_before;
+		log_info("offer %lld: client %u to counselor %u%s%s", (long long)e->offer_id,
+		         e->client.conn, c->id, e->crisis ? " (crisis)" : "",
+		         e->talked_before ? " (talked before)" : "");
 		break;
 	case SE_OFFER_GONE:
 		m.type = PT_OFFER_GONE;
@@ -300,9 +305,15 @@ static void on_talk_now(struct conn *c, const struct proto_msg *m)
 	c->state = ST_WAITING;
 	c->rate_for[0] = '\0';
 	c->sent_pos = c->sent_wait = c->sent_online = 0;
-	log_info("client %u waits (topic %s, %s%s)", c->id, m->topic, proto_mode_name(m->mode),
-	         m->crisis ? ", crisis" : "");
-	h->store->ops->client_enqueue(h->store, c->id, m->topic, m->mode, m->crisis);
+	c->sent_for = NULL;
+	log_info("client %u waits (topic %s, %s%s%s)", c->id, m->topic, proto_mode_name(m->mode),
+	         m->crisis ? ", crisis" : "", m->previous ? ", asks for their previous counselor" : "");
+	char who[AUTH_PSEUDONYM_LEN + 1] = "";
+	if (h->cfg.continuity_days > 0)
+		auth_pseudonym(c->ident.sub, config_token_secret(&h->cfg), who);
+	struct store_request r = { .topic = m->topic, .mode = m->mode, .crisis = m->crisis,
+	                           .previous = m->previous, .who = who };
+	h->store->ops->client_enqueue(h->store, c->id, &r);
 }
 
 static void on_cancel(struct conn *c, const struct proto_msg *m)
@@ -438,11 +449,19 @@ static void on_hello(struct conn *c, const struct proto_msg *m)
 	                       .ring_s = (uint32_t)h->cfg.ring_timeout };
 	snprintf(w.sub, sizeof w.sub, "%s", c->ident.sub);
 	snprintf(w.name, sizeof w.name, "%s", c->ident.name);
+	if (c->role == ROLE_CLIENT)
+		snprintf(w.question, sizeof w.question, "%s", h->cfg.crisis_question);
 	hub_send(c, &w);
 	log_info("conn %u is a %s", c->id, proto_role_name(c->role));
 	log_debug("conn %u sub %s", c->id, c->ident.sub);
-	if (c->role == ROLE_COUNSELOR)
-		h->store->ops->counselor_add(h->store, c->id);
+	if (c->role == ROLE_COUNSELOR) {
+		char skills[AUTH_SKILLS_MAX * (PROTO_TOPIC_MAX + 1)] = "";
+		size_t used = 0;
+		for (int i = 0; i < c->ident.nskills; i++)
+			used += (size_t)snprintf(skills + used, sizeof skills - used, "%s%s",
+			                         i ? "," : "", c->ident.skills[i]);
+		h->store->ops->counselor_add(h->store, c->id, c->ident.sub, skills);
+	}
 	hub_stats_changed(h);
 }
 
@@ -686,6 +705,9 @@ static int store_new(struct hub *h, char *err, size_t errlen)
 		.max_missed = cfg->max_missed_offers,
 		.max_queue = (uint32_t)cfg->max_queue,
 		.redecline_ms = 60000,
+		.topic_wait_ms = (int64_t)cfg->topic_wait * 1000,
+		.previous_wait_ms = (int64_t)cfg->previous_wait * 1000,
+		.memory_ms = (int64_t)cfg->continuity_days * 86400 * 1000,
 	};
 	sc.handle_ms = h->slot_ms + sc.wrapup_ms;
 	if (cfg->node_id[0])

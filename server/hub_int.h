@@ -37,6 +37,7 @@ struct conn {
 	enum proto_state kstate;       /* counselors: the store's last word */
 	struct session *session;
 	uint32_t sent_pos, sent_wait, sent_online; /* last `queue` pushed */
+	const char *sent_for;
 	char rate_for[PROTO_SUB_MAX + 1]; /* counselor a rating would go to */
 	int subscribed;
 	int64_t media_err_ms;          /* last wrong_state for a stray binary frame */

@@ -65,22 +65,134 @@ static void remember_decline(struct mclient *c, uint32_t kid, int64_t now)
 	c->declined[slot].at = now;
 }
 
-/* The available counselor idle longest; when `strict`, one who has not
- * just turned `c` down. */
+/* Whether `topic` is one of `k`'s comma-separated skills. */
+static int has_skill(const struct mcounselor *k, const char *topic)
+{
+	size_t n = strlen(topic);
+	for (const char *p = k->skills; *p;) {
+		const char *e = strchr(p, ',');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		if (len == n && memcmp(p, topic, n) == 0)
+			return 1;
+		if (!e)
+			break;
+		p = e + 1;
+	}
+	return 0;
+}
+
+static struct mcounselor *by_sub(struct matcher *m, const char *sub)
+{
+	struct list *it;
+	list_for_each(it, &m->roster) {
+		struct mcounselor *k = list_entry(it, struct mcounselor, link);
+		if (strcmp(k->sub, sub) == 0)
+			return k;
+	}
+	return NULL;
+}
+
+static int wants_previous(const struct matcher *m, const struct mclient *c, int64_t now)
+{
+	return c->ask_previous && c->previous[0] &&
+	       now < c->since + m->cfg.previous_wait_ms;
+}
+
+/* Some counselor online with `c`'s topic among their skills, who has not
+ * just passed on them: worth waiting for. */
+static int skilled_online(const struct matcher *m, const struct mclient *c, int64_t now)
+{
+	const struct list *it;
+	list_for_each(it, &m->roster) {
+		const struct mcounselor *k = list_entry(it, const struct mcounselor, link);
+		if (k->state != ST_AWAY && has_skill(k, c->topic) &&
+		    !declined_recently(m, c, k->id, now))
+			return 1;
+	}
+	return 0;
+}
+
+/* What `c` would be held for if a counselor who is not their preference
+ * were free now, and until when. */
+static enum matcher_hold held_for(struct matcher *m, const struct mclient *c,
+                                  int64_t now, int64_t *until)
+{
+	if (c->offered_to)
+		return HOLD_NONE;
+	if (wants_previous(m, c, now)) {
+		const struct mcounselor *k = by_sub(m, c->previous);
+		if (k && k->state != ST_AWAY) {
+			*until = c->since + m->cfg.previous_wait_ms;
+			return HOLD_PREVIOUS;
+		}
+	}
+	if (now < c->since + m->cfg.topic_wait_ms && skilled_online(m, c, now)) {
+		*until = c->since + m->cfg.topic_wait_ms;
+		return HOLD_TOPIC;
+	}
+	return HOLD_NONE;
+}
+
+/* The counselor `c` is offered now (matcher.h's rules), or NULL: none is
+ * free for them, or they are held for a preference. When `strict`, never
+ * one who has just turned `c` down. */
 static struct mcounselor *pick_counselor(struct matcher *m, struct mclient *c,
                                          int strict, int64_t now)
 {
-	struct mcounselor *best = NULL;
+	int64_t until;
+	enum matcher_hold held = held_for(m, c, now, &until);
+	if (held == HOLD_PREVIOUS) {
+		struct mcounselor *k = by_sub(m, c->previous);
+		return k->state == ST_AVAILABLE ? k : NULL;
+	}
+	struct mcounselor *best = NULL, *skilled = NULL;
 	struct list *it;
 	list_for_each(it, &m->roster) {
 		struct mcounselor *k = list_entry(it, struct mcounselor, link);
 		if (k->state != ST_AVAILABLE ||
-		    (strict && declined_recently(m, c, k->id, now)))
+		    (k->kept_for && k->kept_for != c && !c->crisis))
+			continue;
+		int fresh = !declined_recently(m, c, k->id, now);
+		if (strict && !fresh)
 			continue;
 		if (!best || k->idle_since < best->idle_since)
 			best = k;
+		if (fresh && has_skill(k, c->topic) &&
+		    (!skilled || k->idle_since < skilled->idle_since))
+			skilled = k;
 	}
-	return best;
+	if (skilled)
+		return skilled;
+	return held == HOLD_TOPIC ? NULL : best;
+}
+
+/* The next time `c`'s preferences lapse after `t` (INT64_MAX: none). */
+static int64_t next_lapse(const struct matcher *m, const struct mclient *c, int64_t t)
+{
+	int64_t next = INT64_MAX;
+	int64_t at[2] = { c->ask_previous && c->previous[0] ? c->since + m->cfg.previous_wait_ms : 0,
+	                  c->since + m->cfg.topic_wait_ms };
+	for (int i = 0; i < 2; i++)
+		if (at[i] > t && at[i] < next)
+			next = at[i];
+	return next;
+}
+
+/* Each counselor asked for by a client waiting for them is kept for the
+ * earliest such client. */
+static void keep_asked_for(struct matcher *m, int64_t now)
+{
+	struct list *it;
+	list_for_each(it, &m->roster)
+		list_entry(it, struct mcounselor, link)->kept_for = NULL;
+	list_for_each(it, &m->queue) {
+		struct mclient *c = list_entry(it, struct mclient, link);
+		if (c->offered_to || !wants_previous(m, c, now))
+			continue;
+		struct mcounselor *k = by_sub(m, c->previous);
+		if (k && !k->kept_for)
+			k->kept_for = c;
+	}
 }
 
 static void offer(struct matcher *m, struct mclient *c, struct mcounselor *k,
@@ -96,6 +208,7 @@ static void offer(struct matcher *m, struct mclient *c, struct mcounselor *k,
 		.offer_id = k->offer_id,
 		.waited_s = (uint32_t)((now - c->since) / 1000),
 		.crisis = c->crisis,
+		.talked_before = c->previous[0] && strcmp(c->previous, k->sub) == 0,
 	};
 	emit(m, &a);
 }
@@ -106,6 +219,9 @@ static void offer(struct matcher *m, struct mclient *c, struct mcounselor *k,
  * so a decline can delay a client but never strand them. */
 static void match(struct matcher *m, int64_t now)
 {
+	if (m->by_state[ST_AVAILABLE] == 0)
+		return;
+	keep_asked_for(m, now);
 	for (int strict = 1; strict >= 0; strict--) {
 		struct list *it;
 		list_for_each(it, &m->queue) {
@@ -122,8 +238,7 @@ static void match(struct matcher *m, int64_t now)
 }
 
 int matcher_client_enqueue(struct matcher *m, struct mclient *c, uint32_t id,
-                           const char *topic, enum proto_mode mode, int crisis,
-                           int64_t now)
+                           const struct matcher_request *r, int64_t now)
 {
 	if (matcher_client_queued(c))
 		return MATCHER_WRONG_STATE;
@@ -132,9 +247,13 @@ int matcher_client_enqueue(struct matcher *m, struct mclient *c, uint32_t id,
 	memset(c, 0, sizeof *c);
 	c->id = id;
 	c->since = now;
-	c->mode = mode;
-	c->crisis = crisis != 0;
-	strncpy(c->topic, topic, sizeof c->topic - 1);
+	c->mode = r->mode;
+	c->crisis = r->crisis != 0;
+	strncpy(c->topic, r->topic, sizeof c->topic - 1);
+	if (r->previous)
+		strncpy(c->previous, r->previous, sizeof c->previous - 1);
+	c->ask_previous = r->ask_previous != 0;
+	c->lapse = next_lapse(m, c, now);
 	/* Behind the last client in crisis, if this one is too. */
 	struct list *at = &m->queue;
 	if (c->crisis) {
@@ -190,10 +309,12 @@ void matcher_client_remove(struct matcher *m, struct mclient *c, int64_t now,
 }
 
 void matcher_counselor_add(struct matcher *m, struct mcounselor *k, uint32_t id,
-                           int64_t now)
+                           const char *sub, const char *skills, int64_t now)
 {
 	memset(k, 0, sizeof *k);
 	k->id = id;
+	strncpy(k->sub, sub, sizeof k->sub - 1);
+	strncpy(k->skills, skills, sizeof k->skills - 1);
 	k->state = ST_AWAY;
 	k->idle_since = now;
 	k->registered = 1;
@@ -203,11 +324,14 @@ void matcher_counselor_add(struct matcher *m, struct mcounselor *k, uint32_t id,
 }
 
 /* The offer out to `k` ends without a session: the client goes back to
- * waiting at their place, remembering who passed. */
+ * waiting at their place, remembering who passed; if it was the counselor
+ * they asked for, they no longer wait for them. */
 static void offer_back(struct mcounselor *k, int64_t now)
 {
 	struct mclient *c = k->offer;
 	remember_decline(c, k->id, now);
+	if (strcmp(c->previous, k->sub) == 0)
+		c->ask_previous = 0;
 	c->offered_to = NULL;
 	k->offer = NULL;
 	k->offer_id = 0;
@@ -356,6 +480,13 @@ void matcher_tick(struct matcher *m, int64_t now)
 			set_state(m, k, ST_AVAILABLE, REASON_WRAPUP_DONE);
 		}
 	}
+	list_for_each(it, &m->queue) {
+		struct mclient *c = list_entry(it, struct mclient, link);
+		if (c->lapse <= now) {
+			c->lapse = next_lapse(m, c, now);
+			m->queue_dirty = 1;
+		}
+	}
 	match(m, now);
 }
 
@@ -368,6 +499,12 @@ int64_t matcher_next_deadline(const struct matcher *m)
 		if ((k->state == ST_RINGING || k->state == ST_WRAPUP) && k->deadline < next)
 			next = k->deadline;
 	}
+	/* A preference that lapses may let its client go to whoever is free. */
+	list_for_each(it, &m->queue) {
+		const struct mclient *c = list_entry(it, const struct mclient, link);
+		if (c->lapse < next)
+			next = c->lapse;
+	}
 	return next;
 }
 
@@ -377,20 +514,42 @@ uint32_t matcher_online(const struct matcher *m)
 	       m->by_state[ST_BUSY] + m->by_state[ST_WRAPUP];
 }
 
-uint32_t matcher_estimate_s(const struct matcher *m, uint32_t position)
+enum matcher_hold matcher_held(struct matcher *m, const struct mclient *c, int64_t now,
+                               int64_t *until)
 {
+	*until = 0;
+	return held_for(m, c, now, until);
+}
+
+const char *matcher_hold_name(enum matcher_hold h)
+{
+	switch (h) {
+	case HOLD_PREVIOUS: return "previous";
+	case HOLD_TOPIC: return "topic";
+	default: return NULL;
+	}
+}
+
+uint32_t matcher_estimate_s(struct matcher *m, const struct mclient *c,
+                            uint32_t position, int64_t now)
+{
+	int64_t until;
+	int64_t held = matcher_held(m, c, now, &until) ? until - now : 0;
 	return matcher_estimate_for(position, m->by_state[ST_AVAILABLE] + m->by_state[ST_RINGING],
-	                            matcher_online(m), m->handle_ms);
+	                            matcher_online(m), m->handle_ms, held);
 }
 
 uint32_t matcher_estimate_for(uint32_t position, uint32_t free_now, uint32_t online,
-                              int64_t handle_ms)
+                              int64_t handle_ms, int64_t held_ms)
 {
-	if (position <= free_now)
-		return 0;
-	if (online == 0)
-		online = 1;     /* nobody online: assume one will come */
-	int64_t ms = (int64_t)(position - free_now) * handle_ms / online;
+	int64_t ms = 0;
+	if (position > free_now) {
+		if (online == 0)
+			online = 1;     /* nobody online: assume one will come */
+		ms = (int64_t)(position - free_now) * handle_ms / online;
+	}
+	if (held_ms > ms)
+		ms = held_ms;
 	int64_t s = (ms + 999) / 1000;
 	return (uint32_t)((s + 9) / 10 * 10);
 }

@@ -19,8 +19,23 @@
 #include "../proto/proto.h"
 
 #define MATCHER_DECLINED_MAX 4
+/* A counselor's skills, comma-separated topics ("grief,anxiety"). */
+#define MATCHER_SKILLS_MAX 528
 
 struct mcounselor;
+
+/* What a waiting client is held back for while a counselor is free: the
+ * counselor they asked for, or one with their topic among their skills. */
+enum matcher_hold { HOLD_NONE, HOLD_PREVIOUS, HOLD_TOPIC };
+
+/* What a client asks for when joining the queue. */
+struct matcher_request {
+	const char *topic;
+	enum proto_mode mode;
+	int crisis;                    /* waits ahead of everyone not in crisis */
+	const char *previous;          /* counselor sub they talked with last, "" none */
+	int ask_previous;              /* and they ask for them again */
+};
 
 struct mclient {
 	struct list link;              /* in the queue, FIFO */
@@ -29,6 +44,9 @@ struct mclient {
 	char topic[PROTO_TOPIC_MAX + 1];
 	enum proto_mode mode;
 	int crisis;                    /* waits ahead of everyone not in crisis */
+	char previous[PROTO_SUB_MAX + 1];
+	int ask_previous;
+	int64_t lapse;                 /* when a preference lapses next */
 	struct mcounselor *offered_to; /* NULL unless an offer is out */
 	/* Counselors who recently declined or missed this client: not offered
 	 * the same person again while someone else is free. */
@@ -38,6 +56,9 @@ struct mclient {
 struct mcounselor {
 	struct list link;              /* in the roster */
 	uint32_t id;
+	char sub[PROTO_SUB_MAX + 1];
+	char skills[MATCHER_SKILLS_MAX];
+	struct mclient *kept_for;      /* a waiting client who asked for them */
 	enum proto_state state;        /* AWAY AVAILABLE RINGING BUSY WRAPUP */
 	int64_t idle_since;            /* when last available after work */
 	int64_t deadline;              /* ring timeout or wrap-up end */
@@ -63,6 +84,7 @@ struct matcher_action {
 	const char *reason;            /* static string, or NULL */
 	uint32_t waited_s;             /* MA_OFFER */
 	int crisis;                    /* MA_OFFER */
+	int talked_before;             /* MA_OFFER: the client's previous counselor */
 };
 
 typedef void (*matcher_emit_fn)(void *ctx, const struct matcher_action *a);
@@ -74,6 +96,8 @@ struct matcher_config {
 	int64_t redecline_ms;          /* how long a decline is remembered */
 	int max_missed;
 	uint32_t max_queue;
+	int64_t topic_wait_ms;         /* how long a skilled counselor is waited for */
+	int64_t previous_wait_ms;      /* how long an asked-for counselor is waited for */
 };
 
 struct matcher_stats {
@@ -110,19 +134,33 @@ void matcher_init(struct matcher *m, const struct matcher_config *cfg,
 
 /* Clients. The queue is first come, first served, except that a client in
  * `crisis` goes ahead of every client not in crisis (and behind earlier
- * ones in crisis). */
+ * ones in crisis).
+ *
+ * Who is offered whom: each waiting client in queue order gets, among the
+ * available counselors (idle longest first):
+ *  1. the counselor they asked for, if that one is free; while that one is
+ *     online but busy, the client is held for at most previous_wait_ms
+ *     from arrival (the asked-for counselor is kept for them meanwhile,
+ *     except from someone in crisis). A decline or a missed ring by that
+ *     counselor ends the wish;
+ *  2. else a counselor with their topic among their skills;
+ *  3. else, while some skilled counselor is online and topic_wait_ms from
+ *     arrival have not passed, they are held;
+ *  4. else anyone.
+ * Counselors who recently passed on the client are neither preferred nor
+ * waited for, and are offered only when nobody else is (see match()). */
 int matcher_client_enqueue(struct matcher *m, struct mclient *c, uint32_t id,
-                           const char *topic, enum proto_mode mode, int crisis,
-                           int64_t now);
+                           const struct matcher_request *r, int64_t now);
 /* Leaves the queue (cancel or disconnect); no-op when not queued. An
  * outstanding offer is withdrawn with reason "client_left". */
 void matcher_client_remove(struct matcher *m, struct mclient *c, int64_t now,
                            int abandoned);
 int matcher_client_queued(const struct mclient *c);
 
-/* Counselors. A registered counselor starts AWAY. */
+/* Counselors. A registered counselor starts AWAY. `skills`: comma-separated
+ * topics ("" none). */
 void matcher_counselor_add(struct matcher *m, struct mcounselor *k, uint32_t id,
-                           int64_t now);
+                           const char *sub, const char *skills, int64_t now);
 /* Disconnect: an offer out to them goes back to the queue. */
 void matcher_counselor_remove(struct matcher *m, struct mcounselor *k, int64_t now);
 int matcher_counselor_set_available(struct matcher *m, struct mcounselor *k, int64_t now);
@@ -141,12 +179,20 @@ int64_t matcher_next_deadline(const struct matcher *m); /* INT64_MAX: none */
 
 /* Queue view. The estimate is PROTOCOL.md's: 0 if a counselor is free for
  * this position, else (position - free counselors) x average handling
- * time / counselors online, rounded up to 10 s. */
-uint32_t matcher_estimate_s(const struct matcher *m, uint32_t position);
+ * time / counselors online; at least what is left of a preference the
+ * client is held for; rounded up to 10 s. */
+uint32_t matcher_estimate_s(struct matcher *m, const struct mclient *c,
+                            uint32_t position, int64_t now);
 /* The same from the figures: `free_now` counselors available or ringing,
- * `online` not away, `handle_ms` the average handling time. */
+ * `online` not away, `handle_ms` the average handling time, `held_ms` what
+ * is left of the client's hold (0 none). */
 uint32_t matcher_estimate_for(uint32_t position, uint32_t free_now, uint32_t online,
-                              int64_t handle_ms);
+                              int64_t handle_ms, int64_t held_ms);
+/* What waiting client `c` is held for while a counselor who is not their
+ * preference is free, and `until` when at the latest (HOLD_NONE: nothing). */
+enum matcher_hold matcher_held(struct matcher *m, const struct mclient *c, int64_t now,
+                               int64_t *until);
+const char *matcher_hold_name(enum matcher_hold h); /* NULL for HOLD_NONE */
 uint32_t matcher_online(const struct matcher *m);
 void matcher_get_stats(const struct matcher *m, int64_t now, struct matcher_stats *s);
 

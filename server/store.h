@@ -23,6 +23,7 @@ struct ev_loop;
 struct config;
 
 #define STORE_NODE_MAX 40
+#define STORE_WHO_MAX 32
 
 /* A connection somewhere in the cluster: its node's id and its id there. */
 struct store_ref {
@@ -33,14 +34,14 @@ struct store_ref {
 enum store_ev {
 	SE_RESULT,      /* the outcome of `ref` (talk_now, cancel, set_state,
 	                 * accept, decline) sent by `conn`: `err` */
-	SE_OFFER,       /* offer `client` (topic, mode, waited_s) to counselor
-	                 * `conn` as `offer_id`, for `ring_ms` */
+	SE_OFFER,       /* offer `client` (topic, mode, waited_s, crisis,
+	                 * talked_before) to counselor `conn` as `offer_id` */
 	SE_OFFER_GONE,  /* withdraw `offer_id` from counselor `conn`: `reason` */
 	SE_STATE,       /* counselor `conn` is now `state`, because `reason` */
 	SE_MATCHED,     /* counselor `conn` accepted `client` (topic, mode):
 	                 * start the session */
 	SE_POSITION,    /* waiting client `conn` is `position` in line; `wait_s`,
-	                 * `online` counselors */
+	                 * `online` counselors; `waiting_for` a preference */
 	SE_STATS,       /* the cluster's figures changed (no `conn`) */
 };
 
@@ -60,12 +61,14 @@ struct store_event {
 	int err;
 	struct store_ref client;
 	char url[256];                 /* SE_MATCHED: the client's node's address */
-	char place[48];                /* SE_MATCHED: where the client waited (backend's) */
+	char place[96];                /* SE_MATCHED: where the client waited (backend's) */
 	int64_t offer_id;
 	uint32_t waited_s;
 	char topic[PROTO_TOPIC_MAX + 1];
 	enum proto_mode mode;
 	int crisis;                    /* SE_OFFER */
+	int talked_before;             /* SE_OFFER: the counselor they talked with last */
+	const char *waiting_for;       /* SE_POSITION: "previous", "topic" or NULL */
 	enum proto_state state;
 	const char *reason;            /* static string, or NULL */
 	uint32_t position, wait_s, online;
@@ -88,21 +91,30 @@ struct store_stats {
 	} nodes[PROTO_NODES_MAX];      /* sorted by node id */
 };
 
+/* What a person asks for when they join the queue. */
+struct store_request {
+	const char *topic;
+	enum proto_mode mode;
+	int crisis;            /* may not be safe: ahead of everyone not in crisis */
+	int previous;          /* asks for the counselor they talked with last */
+	const char *who;       /* their pseudonym (auth_pseudonym), under which the
+	                        * store remembers that counselor; "" none */
+};
+
 struct store;
 
 struct store_ops {
 	const char *name;
-	/* Join the queue (ahead of everyone not in `crisis`, if in crisis);
-	 * SE_RESULT only on error. */
-	void (*client_enqueue)(struct store *s, uint32_t conn, const char *topic,
-	                       enum proto_mode mode, int crisis);
+	/* Join the queue (the rules: matcher.h); SE_RESULT only on error. */
+	void (*client_enqueue)(struct store *s, uint32_t conn, const struct store_request *r);
 	/* SE_RESULT for PT_CANCEL: 0 when the client left the queue; an
 	 * error when they were no longer in it (a session is starting). */
 	void (*client_cancel)(struct store *s, uint32_t conn);
 	/* The client disconnected: leave the queue if in it; no result. */
 	void (*client_gone)(struct store *s, uint32_t conn);
-	/* A counselor signed in (AWAY) or disconnected. */
-	void (*counselor_add)(struct store *s, uint32_t conn);
+	/* A counselor signed in (AWAY; `skills` comma-separated topics) or
+	 * disconnected. */
+	void (*counselor_add)(struct store *s, uint32_t conn, const char *sub, const char *skills);
 	void (*counselor_gone)(struct store *s, uint32_t conn);
 	/* `st`: ST_AVAILABLE or ST_AWAY; SE_RESULT only on error. */
 	void (*counselor_set)(struct store *s, uint32_t conn, enum proto_state st);
@@ -133,6 +145,8 @@ struct store_config {
 	int64_t ring_ms, wrapup_ms, handle_ms, redecline_ms;
 	int max_missed;
 	uint32_t max_queue;
+	int64_t topic_wait_ms, previous_wait_ms;
+	int64_t memory_ms;             /* how long who talked with whom is kept */
 };
 
 /* The memory backend: the pure matcher with a timer on `loop`; every

@@ -10,6 +10,7 @@
 -- line each ("offer ...", "gone ...", "state ...", "matched ..."); the
 -- node pops them in order. Every function takes the rules first:
 --   ring_ms wrapup_ms redecline_ms max_missed max_queue handle_ms ev_ttl_ms
+--   topic_wait_ms previous_wait_ms memory_ms
 -- then its own arguments. Times are Redis' clock, in ms.
 
 local P = 'earshot:'
@@ -19,7 +20,8 @@ local DEADLINES = P .. 'deadlines'  -- ZSET counselor gid -> ring / wrap-up end
 local COUNTS = P .. 'counts'        -- HASH state -> counselors in it
 local NODES = P .. 'nodes'          -- SET node ids ever registered and not swept
 local STATS = P .. 'stats'          -- HASH served abandoned handle_ms qver qseq offer_seq
-local NARGS = 7
+local LAPSES = P .. 'lapses'        -- ZSET "<client gid>|p" / "|t" -> when a preference lapses
+local NARGS = 10
 local STATES = { 'away', 'available', 'ringing', 'busy', 'wrapup' }
 
 local function kkey(g) return P .. 'k:' .. g end
@@ -29,6 +31,9 @@ local function evkey(n) return P .. 'ev:' .. n end
 local function nkkey(n) return P .. 'nk:' .. n end  -- SET the node's counselors
 local function nckey(n) return P .. 'nc:' .. n end  -- SET the node's client entries
 local function figkey(n) return P .. 'fig:' .. n end -- the node's own figures
+local function skillkey(t) return P .. 'skill:' .. t end -- SET online counselors with the skill
+local function subkey(sub) return P .. 'ksub:' .. (sub or '') end -- a counselor's gid by sub
+local function prevkey(who) return P .. 'prev:' .. who end -- whom a person talked with last
 
 local C  -- the rules of this call
 
@@ -36,7 +41,8 @@ local function rules(args)
   C = { ring_ms = tonumber(args[1]), wrapup_ms = tonumber(args[2]),
         redecline_ms = tonumber(args[3]), max_missed = tonumber(args[4]),
         max_queue = tonumber(args[5]), handle_ms = tonumber(args[6]),
-        ev_ttl_ms = tonumber(args[7]) }
+        ev_ttl_ms = tonumber(args[7]), topic_wait_ms = tonumber(args[8]),
+        previous_wait_ms = tonumber(args[9]), memory_ms = tonumber(args[10]) }
 end
 
 local function now()
@@ -61,7 +67,15 @@ local function emit(node, ...)
   redis.call('PEXPIRE', key, C.ev_ttl_ms)
 end
 
+-- A counselor comes online (not away) with their skills, or leaves.
+local function skills_online(g, k, on)
+  for topic in string.gmatch(k.skills or '', '[^,]+') do
+    redis.call(on and 'SADD' or 'SREM', skillkey(topic), g)
+  end
+end
+
 local function set_state(g, k, st, reason)
+  if (k.state == 'away') ~= (st == 'away') then skills_online(g, k, st ~= 'away') end
   redis.call('HINCRBY', COUNTS, k.state, -1)
   redis.call('HINCRBY', COUNTS, st, 1)
   k.state = st
@@ -98,6 +112,7 @@ end
 
 local function offer(cg, c, kg, t)
   local k = get(kkey(kg))
+  local before = (c.prev or '') ~= '' and c.prev == k.sub
   local oid = redis.call('HINCRBY', STATS, 'offer_seq', 1)
   c.offered_to = kg
   redis.call('HSET', ckey(cg), 'offered_to', kg)
@@ -105,27 +120,97 @@ local function offer(cg, c, kg, t)
   redis.call('ZADD', DEADLINES, t + C.ring_ms, kg)
   set_state(kg, k, 'ringing', nil)
   emit(k.node, 'offer', k.conn, oid, c.node, c.conn,
-       math.floor((t - tonumber(c.since)) / 1000), c.topic, c.mode, c.crisis or '0')
+       math.floor((t - tonumber(c.since)) / 1000), c.topic, c.mode, c.crisis or '0',
+       before and '1' or '0')
 end
 
--- Waiting clients, oldest first, with free counselors, idle longest
--- first. The first pass spares a counselor the person they just turned
--- down; the second offers whoever is left to whoever is free, so a decline
--- can delay a client but never strand them.
+local function has_skill(k, topic)
+  for s in string.gmatch(k.skills or '', '[^,]+') do
+    if s == topic then return true end
+  end
+  return false
+end
+
+local function wants_previous(c, t)
+  return c.ask == '1' and (c.prev or '') ~= '' and
+         t < tonumber(c.since) + C.previous_wait_ms
+end
+
+-- The counselor a client asked for, if still signed in: gid, hash.
+local function previous_of(c)
+  local kg = redis.call('GET', subkey(c.prev))
+  local k = kg and get(kkey(kg))
+  return kg, k
+end
+
+-- What c would be held for if a counselor who is not their preference
+-- were free now, and until when (matcher.c's held_for).
+local function held_for(c, t)
+  if c.offered_to ~= '' then return nil end
+  if wants_previous(c, t) then
+    local _, k = previous_of(c)
+    if k and k.state ~= 'away' then
+      return 'previous', tonumber(c.since) + C.previous_wait_ms
+    end
+  end
+  if t < tonumber(c.since) + C.topic_wait_ms then
+    for _, kg in ipairs(redis.call('SMEMBERS', skillkey(c.topic))) do
+      if not declined_recently(c, kg, t) then
+        return 'topic', tonumber(c.since) + C.topic_wait_ms
+      end
+    end
+  end
+  return nil
+end
+
+-- The counselor c is offered now, or nil (matcher.h's rules). `kept`: sub
+-- -> the client gid a counselor is kept for; `ks` caches hashes.
+local function pick(cg, c, strict, t, kept, ks)
+  local held = held_for(c, t)
+  if held == 'previous' then
+    local kg, k = previous_of(c)
+    if k.state == 'available' then return kg end
+    return nil
+  end
+  local best, skilled
+  for _, kg in ipairs(redis.call('ZRANGE', AVAIL, 0, -1)) do   -- idle longest first
+    ks[kg] = ks[kg] or get(kkey(kg))
+    local k = ks[kg]
+    local mine = c.crisis == '1' or not kept[k.sub] or kept[k.sub] == cg
+    local fresh = not declined_recently(c, kg, t)
+    if mine and (fresh or strict == 0) then
+      best = best or kg
+      if fresh and not skilled and has_skill(k, c.topic) then skilled = kg end
+    end
+  end
+  if skilled then return skilled end
+  if held == 'topic' then return nil end
+  return best
+end
+
+-- Waiting clients, in queue order, with free counselors (pick()). The
+-- first pass spares a counselor the person they just turned down; the
+-- second offers whoever is left to whoever is free, so a decline can delay
+-- a client but never strand them.
 local function match(t)
+  if redis.call('ZCARD', AVAIL) == 0 then return end
+  local clients, kept = {}, {}
+  for _, cg in ipairs(redis.call('ZRANGE', QUEUE, 0, -1)) do
+    local c = get(ckey(cg))
+    if c then
+      clients[#clients + 1] = { cg, c }
+      if c.offered_to == '' and wants_previous(c, t) and not kept[c.prev] then
+        kept[c.prev] = cg
+      end
+    end
+  end
   for strict = 1, 0, -1 do
-    if redis.call('ZCARD', AVAIL) == 0 then return end
-    for _, cg in ipairs(redis.call('ZRANGE', QUEUE, 0, -1)) do
-      local avail = redis.call('ZRANGE', AVAIL, 0, -1)
-      if #avail == 0 then return end
-      local c = get(ckey(cg))
-      if c and c.offered_to == '' then
-        for _, kg in ipairs(avail) do
-          if strict == 0 or not declined_recently(c, kg, t) then
-            offer(cg, c, kg, t)
-            break
-          end
-        end
+    for _, e in ipairs(clients) do
+      if redis.call('ZCARD', AVAIL) == 0 then return end
+      local cg, c = e[1], e[2]
+      if c.offered_to == '' then
+        local kg = pick(cg, c, strict, t, kept, {})
+        if kg then offer(cg, c, kg, t) end
       end
     end
   end
@@ -139,6 +224,8 @@ local function offer_back(kg, k, t)
   if c then
     remember_decline(cg, c, kg, t)
     redis.call('HSET', ckey(cg), 'offered_to', '')
+    -- The counselor they asked for passed: they wait for them no longer.
+    if c.prev == k.sub then redis.call('HSET', ckey(cg), 'ask', '0') end
   end
   redis.call('HSET', kkey(kg), 'offer_id', 0, 'offer_client', '')
   redis.call('ZREM', DEADLINES, kg)
@@ -146,6 +233,7 @@ end
 
 local function client_forget(cg, node)
   redis.call('DEL', ckey(cg))
+  redis.call('ZREM', LAPSES, cg .. '|p', cg .. '|t')
   redis.call('SREM', nckey(node), cg)
 end
 
@@ -174,6 +262,8 @@ local function counselor_remove(kg, t)
   local k = get(kkey(kg))
   if not k then return end
   if k.state == 'ringing' then offer_back(kg, k, t) end
+  if k.state ~= 'away' then skills_online(kg, k, false) end
+  if redis.call('GET', subkey(k.sub)) == kg then redis.call('DEL', subkey(k.sub)) end
   redis.call('HINCRBY', COUNTS, k.state, -1)
   redis.call('ZREM', AVAIL, kg)
   redis.call('ZREM', DEADLINES, kg)
@@ -183,13 +273,20 @@ local function counselor_remove(kg, t)
   match(t)
 end
 
-local function counselor_add(node, conn, st, t)
+local function counselor_add(node, conn, st, sub, skills, t)
   local kg = node .. '/' .. conn
   local old = get(kkey(kg))
-  if old then redis.call('HINCRBY', COUNTS, old.state, -1) end
+  if old then
+    redis.call('HINCRBY', COUNTS, old.state, -1)
+    if old.state ~= 'away' then skills_online(kg, old, false) end
+  end
+  local k = { skills = skills }
   redis.call('HSET', kkey(kg), 'node', node, 'conn', conn, 'state', st, 'idle_since', t,
-             'deadline', 0, 'offer_id', 0, 'offer_client', '', 'missed', 0, 'busy_since', t)
+             'deadline', 0, 'offer_id', 0, 'offer_client', '', 'missed', 0, 'busy_since', t,
+             'sub', sub, 'skills', skills)
+  redis.call('SET', subkey(sub), kg)
   redis.call('HINCRBY', COUNTS, st, 1)
+  if st ~= 'away' then skills_online(kg, k, true) end
   if st == 'available' then redis.call('ZADD', AVAIL, t, kg) end
   redis.call('SADD', nkkey(node), kg)
   bump()
@@ -201,7 +298,15 @@ end
 -- with 14 significant digits: scores stay well inside that.)
 local CRISIS_AHEAD = 1e13
 
-local function enqueue(node, conn, topic, mode, crisis, t)
+-- When a client's preferences lapse their estimate changes (es_tick).
+local function lapses(cg, since, ask)
+  if ask == '1' then redis.call('ZADD', LAPSES, since + C.previous_wait_ms, cg .. '|p') end
+  redis.call('ZADD', LAPSES, since + C.topic_wait_ms, cg .. '|t')
+end
+
+-- A person joins the queue; `who` is their pseudonym ('-' none), under which
+-- whom they talked with last is kept; `ask` 1 asks for them again.
+local function enqueue(node, conn, topic, mode, crisis, who, ask, t)
   local cg = node .. '/' .. conn
   if redis.call('ZSCORE', QUEUE, cg) then return 'wrong_state' end
   if redis.call('ZCARD', QUEUE) >= C.max_queue then return 'server_busy' end
@@ -209,9 +314,11 @@ local function enqueue(node, conn, topic, mode, crisis, t)
   if crisis == '1' then seq = seq - CRISIS_AHEAD end
   redis.call('DEL', ckey(cg))
   redis.call('HSET', ckey(cg), 'node', node, 'conn', conn, 'topic', topic, 'mode', mode,
-             'crisis', crisis, 'since', t, 'offered_to', '', 'declined', '')
+             'crisis', crisis, 'since', t, 'offered_to', '', 'declined', '', 'who', who,
+             'ask', ask, 'prev', who ~= '-' and redis.call('GET', prevkey(who)) or '')
   redis.call('SADD', nckey(node), cg)
   redis.call('ZADD', QUEUE, seq, cg)
+  lapses(cg, t, ask)
   bump()
   return 'ok'
 end
@@ -295,9 +402,9 @@ end
 
 -- ---- the functions nodes call ----
 
--- node conn topic mode crisis(0|1) -> ok | wrong_state | server_busy
+-- node conn topic mode crisis(0|1) who ask(0|1) -> ok | wrong_state | server_busy
 redis.register_function('es_enqueue', with_rules(function(a, t)
-  local r = enqueue(a[1], a[2], a[3], a[4], a[5], t)
+  local r = enqueue(a[1], a[2], a[3], a[4], a[5], a[6], a[7], t)
   if r == 'ok' then match(t) end
   return r
 end))
@@ -307,10 +414,10 @@ redis.register_function('es_cancel', with_rules(function(a, t)
   return client_remove(a[1], t, true)
 end))
 
--- counselor gid
+-- counselor gid, sub, skills (comma-separated, '' none)
 redis.register_function('es_k_add', with_rules(function(a, t)
   local node, conn = string.match(a[1], '^(.+)/(%d+)$')
-  counselor_add(node, conn, 'away', t)
+  counselor_add(node, conn, 'away', a[2], a[3] or '', t)
   return 'ok'
 end))
 
@@ -361,10 +468,13 @@ redis.register_function('es_k_answer', with_rules(function(a, t)
     redis.call('HSET', kkey(kg), 'offer_id', 0, 'offer_client', '', 'missed', 0, 'busy_since', t)
     redis.call('HINCRBY', STATS, 'served', 1)
     set_state(kg, k, 'busy', nil)
-    -- Where the client was (since, place), should the counselor turn out
-    -- to be gone by the time their node reads this: see es_requeue.
+    if c.who ~= '-' and C.memory_ms > 0 then
+      redis.call('SET', prevkey(c.who), k.sub, 'PX', C.memory_ms)
+    end
+    -- Where the client was (since, place, who, ask), should the counselor
+    -- turn out to be gone by the time their node reads this: es_requeue.
     emit(k.node, 'matched', k.conn, c.node, c.conn, c.topic, c.mode,
-         redis.call('GET', nodekey(c.node)) or '-', c.since, place)
+         redis.call('GET', nodekey(c.node)) or '-', c.since, place, c.who, c.ask)
   else
     -- A decline is a choice made at the desk: not a miss, and the
     -- counselor keeps their place among the idle.
@@ -378,10 +488,10 @@ end))
 
 -- A match whose counselor was gone before their node could start the
 -- session: the client goes back to the place they had (node conn topic
--- mode since place), and the accept is not counted served. With `present`
--- 0 the client is known gone too: counted abandoned instead.
+-- mode since place who ask), and the accept is not counted served. With
+-- `present` 0 the client is known gone too: counted abandoned instead.
 redis.register_function('es_requeue', with_rules(function(a, t)
-  local node, conn, present = a[1], a[2], a[7] == '1'
+  local node, conn, present = a[1], a[2], a[9] == '1'
   local cg = node .. '/' .. conn
   redis.call('HINCRBY', STATS, 'served', -1)
   if not present then
@@ -393,9 +503,11 @@ redis.register_function('es_requeue', with_rules(function(a, t)
   redis.call('DEL', ckey(cg))
   redis.call('HSET', ckey(cg), 'node', node, 'conn', conn, 'topic', a[3], 'mode', a[4],
              'since', a[5], 'offered_to', '', 'declined', '',
-             'crisis', tonumber(a[6]) < 0 and '1' or '0')
+             'crisis', tonumber(a[6]) < 0 and '1' or '0', 'who', a[7], 'ask', a[8],
+             'prev', a[7] ~= '-' and redis.call('GET', prevkey(a[7])) or '')
   redis.call('SADD', nckey(node), cg)
   redis.call('ZADD', QUEUE, a[6], cg)
+  lapses(cg, tonumber(a[5]), a[8])
   bump()
   match(t)
   return 'ok'
@@ -441,47 +553,56 @@ redis.register_function('es_tick', with_rules(function(a, t)
     end
   end
   sweep_nodes(t)
+  if redis.call('ZREMRANGEBYSCORE', LAPSES, '-inf', t) > 0 then bump() end
   match(t)
   return stats(t)
 end))
 
--- client gids -> online, free, handle_ms, then each one's position (0:
--- not in the queue)
+-- client gids -> online, free, handle_ms, then for each one: position (0:
+-- not in the queue), what they are held for ('' nothing) and for how many
+-- ms more
 redis.register_function('es_positions', with_rules(function(a, t)
   local n = {}
   for _, st in ipairs(STATES) do n[st] = tonumber(redis.call('HGET', COUNTS, st) or '0') end
   local out = { n.available + n.ringing + n.busy + n.wrapup, n.available + n.ringing, handle_ms() }
   for _, cg in ipairs(a) do
     local r = redis.call('ZRANK', QUEUE, cg)
+    local c = r and get(ckey(cg))
+    local held, untl
+    if c then held, untl = held_for(c, t) end
     out[#out + 1] = r and r + 1 or 0
+    out[#out + 1] = held or ''
+    out[#out + 1] = held and untl - t or 0
   end
   return out
 end))
 
 -- After Redis was away: make the node's entries match what it holds.
--- node, nclients, then conn topic mode crisis per waiting client (oldest
--- first), then conn state per counselor.
+-- node, nclients, then conn topic mode crisis who ask per waiting client
+-- (oldest first), then conn state sub skills per counselor.
 redis.register_function('es_resync', with_rules(function(a, t)
   local node, nc = a[1], tonumber(a[2])
   local keep = {}
   for i = 0, nc - 1 do
-    local conn, topic, mode, crisis = a[3 + 4 * i], a[4 + 4 * i], a[5 + 4 * i], a[6 + 4 * i]
-    local cg = node .. '/' .. conn
+    local f = 3 + 6 * i
+    local cg = node .. '/' .. a[f]
     keep[cg] = true
-    if not redis.call('ZSCORE', QUEUE, cg) then enqueue(node, conn, topic, mode, crisis, t) end
+    if not redis.call('ZSCORE', QUEUE, cg) then
+      enqueue(node, a[f], a[f + 1], a[f + 2], a[f + 3], a[f + 4], a[f + 5], t)
+    end
   end
   for _, cg in ipairs(redis.call('SMEMBERS', nckey(node))) do
     if not keep[cg] then client_remove(cg, t, true) end
   end
   keep = {}
-  for i = 3 + 4 * nc, #a - 1, 2 do
+  for i = 3 + 6 * nc, #a - 3, 4 do
     local kg = node .. '/' .. a[i]
     keep[kg] = true
     if redis.call('EXISTS', kkey(kg)) == 0 then
       -- Lost with Redis' data: back as they were, but an offer is gone.
       local st = a[i + 1]
       if st == 'ringing' or st == 'wrapup' then st = 'available' end
-      counselor_add(node, a[i], st, t)
+      counselor_add(node, a[i], st, a[i + 2], a[i + 3], t)
       emit(node, 'state', a[i], st, '-')
     end
   end

@@ -20,7 +20,21 @@ struct entry {
 	struct idnode node;            /* id: the connection */
 	struct mclient mc;
 	struct mcounselor mk;
+	char who[STORE_WHO_MAX + 1];   /* a client's pseudonym */
 };
+
+/* Who a person talked with last (continuity), under their pseudonym. Two
+ * pseudonyms with the same id share one entry: the later replaces the
+ * earlier, which is then forgotten, never mistaken. */
+struct memo {
+	struct idnode node;            /* id: a hash of `who` */
+	struct list link;              /* store_mem.memos, oldest first */
+	char who[STORE_WHO_MAX + 1];
+	char counselor[PROTO_SUB_MAX + 1];
+	int64_t at;
+};
+
+#define MEMO_MAX 100000
 
 struct store_mem {
 	struct store base;
@@ -32,6 +46,10 @@ struct store_mem {
 	char node[STORE_NODE_MAX + 1];
 	char figures[STORE_FIGURES_MAX];
 	struct idtable entries;
+	struct idtable memo_ids;
+	struct list memos;
+	size_t nmemos;
+	int64_t memory_ms;
 	struct store_event *pending;   /* events not yet delivered */
 	size_t npending, cap, next;
 	int delivering;
@@ -69,6 +87,63 @@ static void drop(struct store_mem *s, uint32_t conn)
 		free(list_entry(n, struct entry, node));
 }
 
+static uint32_t memo_id(const char *who)
+{
+	uint32_t h = 2166136261u;      /* FNV-1a */
+	for (; *who; who++)
+		h = (h ^ (uint8_t)*who) * 16777619u;
+	return h;
+}
+
+static void memo_drop(struct store_mem *s, struct memo *e)
+{
+	idtable_remove(&s->memo_ids, e->node.id);
+	list_del(&e->link);
+	s->nmemos--;
+	free(e);
+}
+
+/* Forget what is older than the memory, and the oldest beyond MEMO_MAX. */
+static void memo_expire(struct store_mem *s, int64_t now)
+{
+	while (!list_empty(&s->memos)) {
+		struct memo *e = list_entry(s->memos.next, struct memo, link);
+		if (now - e->at < s->memory_ms && s->nmemos <= MEMO_MAX)
+			break;
+		memo_drop(s, e);
+	}
+}
+
+/* The counselor `who` talked with last, or "". */
+static const char *memo_get(struct store_mem *s, const char *who, int64_t now)
+{
+	memo_expire(s, now);
+	struct idnode *n = who[0] ? idtable_find(&s->memo_ids, memo_id(who)) : NULL;
+	const struct memo *e = n ? list_entry(n, struct memo, node) : NULL;
+	return e && strcmp(e->who, who) == 0 ? e->counselor : "";
+}
+
+static void memo_put(struct store_mem *s, const char *who, const char *counselor, int64_t now)
+{
+	if (!who[0] || s->memory_ms <= 0)
+		return;
+	uint32_t id = memo_id(who);
+	struct idnode *n = idtable_find(&s->memo_ids, id);
+	if (n)
+		memo_drop(s, list_entry(n, struct memo, node));
+	struct memo *e = calloc(1, sizeof *e);
+	if (!e)
+		return;   /* out of memory: not remembered */
+	e->node.id = id;
+	snprintf(e->who, sizeof e->who, "%s", who);
+	snprintf(e->counselor, sizeof e->counselor, "%s", counselor);
+	e->at = now;
+	idtable_add(&s->memo_ids, &e->node);
+	list_add_tail(&s->memos, &e->link);
+	s->nmemos++;
+	memo_expire(s, now);
+}
+
 static void push(struct store_mem *s, const struct store_event *ev)
 {
 	if (s->npending == s->cap) {
@@ -87,7 +162,8 @@ static void on_action(void *ctx, const struct matcher_action *a)
 	struct store_mem *s = ctx;
 	struct store_event ev = { .conn = a->counselor, .offer_id = a->offer_id,
 	                          .state = a->state, .reason = a->reason,
-	                          .waited_s = a->waited_s, .crisis = a->crisis };
+	                          .waited_s = a->waited_s, .crisis = a->crisis,
+	                          .talked_before = a->talked_before };
 	switch (a->type) {
 	case MA_OFFER: ev.type = SE_OFFER; break;
 	case MA_OFFER_GONE: ev.type = SE_OFFER_GONE; break;
@@ -102,6 +178,9 @@ static void on_action(void *ctx, const struct matcher_action *a)
 			memcpy(ev.topic, c->mc.topic, sizeof ev.topic);
 			ev.mode = c->mc.mode;
 		}
+		const struct entry *k = find(s, a->counselor);
+		if (a->type == MA_MATCHED && c && k)
+			memo_put(s, c->who, k->mk.sub, now_ms());
 	}
 	push(s, &ev);
 }
@@ -109,13 +188,16 @@ static void on_action(void *ctx, const struct matcher_action *a)
 static void positions(struct store_mem *s)
 {
 	uint32_t pos = 0, online = matcher_online(&s->m);
+	int64_t now = now_ms(), until;
 	struct list *it;
 	list_for_each(it, &s->m.queue) {
 		const struct entry *e = list_entry(it, struct entry, mc.link);
 		pos++;
-		struct store_event ev = { .type = SE_POSITION, .conn = e->node.id, .position = pos,
-		                          .wait_s = matcher_estimate_s(&s->m, pos),
-		                          .online = online };
+		struct store_event ev = {
+			.type = SE_POSITION, .conn = e->node.id, .position = pos,
+			.wait_s = matcher_estimate_s(&s->m, &e->mc, pos, now), .online = online,
+			.waiting_for = matcher_hold_name(matcher_held(&s->m, &e->mc, now, &until)),
+		};
 		push(s, &ev);
 	}
 	s->m.queue_dirty = 0;
@@ -168,13 +250,19 @@ static int err_of(int matcher_err)
 
 #define MEM(st) ((struct store_mem *)(st))
 
-static void client_enqueue(struct store *st, uint32_t conn, const char *topic,
-                           enum proto_mode mode, int crisis)
+static void client_enqueue(struct store *st, uint32_t conn, const struct store_request *r)
 {
 	struct store_mem *s = MEM(st);
 	struct entry *e = get(s, conn);
-	int err = e ? matcher_client_enqueue(&s->m, &e->mc, conn, topic, mode, crisis, now_ms())
-	            : MATCHER_FULL;
+	int64_t now = now_ms();
+	int err = MATCHER_FULL;
+	if (e) {
+		snprintf(e->who, sizeof e->who, "%s", r->who);
+		struct matcher_request mr = { .topic = r->topic, .mode = r->mode, .crisis = r->crisis,
+		                              .previous = memo_get(s, r->who, now),
+		                              .ask_previous = r->previous };
+		err = matcher_client_enqueue(&s->m, &e->mc, conn, &mr, now);
+	}
 	if (err)
 		result(s, conn, PT_TALK_NOW, err_of(err));
 	settle(s);
@@ -203,12 +291,12 @@ static void client_gone(struct store *st, uint32_t conn)
 	client_leave(MEM(st), conn, 0);
 }
 
-static void counselor_add(struct store *st, uint32_t conn)
+static void counselor_add(struct store *st, uint32_t conn, const char *sub, const char *skills)
 {
 	struct store_mem *s = MEM(st);
 	struct entry *e = get(s, conn);
 	if (e)
-		matcher_counselor_add(&s->m, &e->mk, conn, now_ms());
+		matcher_counselor_add(&s->m, &e->mk, conn, sub, skills, now_ms());
 	settle(s);
 }
 
@@ -301,6 +389,8 @@ static void mem_free(struct store *st)
 	size_t from = 0;
 	for (struct idnode *n; (n = idtable_take(&s->entries, &from)) != NULL;)
 		free(list_entry(n, struct entry, node));
+	while (!list_empty(&s->memos))
+		memo_drop(s, list_entry(s->memos.next, struct memo, link));
 	free(s->pending);
 	free(s);
 }
@@ -345,9 +435,12 @@ struct store *store_mem_new(struct ev_loop *loop, const struct store_config *cfg
 	struct matcher_config mc = {
 		.ring_ms = cfg->ring_ms, .wrapup_ms = cfg->wrapup_ms, .handle_ms = cfg->handle_ms,
 		.redecline_ms = cfg->redecline_ms, .max_missed = cfg->max_missed,
-		.max_queue = cfg->max_queue,
+		.max_queue = cfg->max_queue, .topic_wait_ms = cfg->topic_wait_ms,
+		.previous_wait_ms = cfg->previous_wait_ms,
 	};
 	matcher_init(&s->m, &mc, on_action, s);
+	list_init(&s->memos);
+	s->memory_ms = cfg->memory_ms;
 	ev_init(&s->timer, timer_cb);
 	s->timer.data = s;
 	return &s->base;

@@ -36,6 +36,7 @@
 #define BACKOFF_MAX_S 5.0
 #define EV_BATCH "64"
 #define ARGV_MAX 16
+#define NRULES 10                  /* store.lua's NARGS */
 
 /* What this node holds: a waiting client or a counselor. */
 struct local {
@@ -45,6 +46,10 @@ struct local {
 	char topic[PROTO_TOPIC_MAX + 1];
 	enum proto_mode mode;
 	int crisis;
+	int ask;                       /* asks for the previous counselor */
+	char who[STORE_WHO_MAX + 1];   /* a client's pseudonym, "-" none */
+	char sub[PROTO_SUB_MAX + 1];   /* a counselor's, and their skills */
+	char skills[MATCHER_SKILLS_MAX];
 	enum proto_state kstate;
 	int over_pending;              /* session_over while Redis was away */
 };
@@ -68,7 +73,7 @@ struct store_redis {
 	int closing;                   /* being freed: callbacks deliver nothing */
 	double backoff;
 	ev_timer tick, retry;
-	char rules[7][24];             /* the rules, as function arguments */
+	char rules[NRULES][24];        /* the rules, as function arguments */
 	struct store_stats stats;
 	long long qver, qver_sent;
 	int positions_pending;
@@ -166,9 +171,9 @@ static int parse_ref(const char *node, const char *conn, struct store_ref *ref)
 /* One line from this node's event list (see store.lua). */
 static void on_event_line(struct store_redis *s, char *line)
 {
-	char *f[10];
+	char *f[12];
 	int n = 0;
-	for (char *save = NULL, *t = strtok_r(line, " ", &save); t && n < 10;
+	for (char *save = NULL, *t = strtok_r(line, " ", &save); t && n < 12;
 	     t = strtok_r(NULL, " ", &save))
 		f[n++] = t;
 	if (n < 2)
@@ -183,7 +188,7 @@ static void on_event_line(struct store_redis *s, char *line)
 		e.reason = reason_of(f[3]);
 		if (l)
 			l->kstate = e.state;
-	} else if (strcmp(f[0], "offer") == 0 && n == 9) {
+	} else if (strcmp(f[0], "offer") == 0 && n == 10) {
 		e.type = SE_OFFER;
 		e.offer_id = strtoll(f[2], NULL, 10);
 		if (parse_ref(f[3], f[4], &e.client) != 0)
@@ -192,18 +197,19 @@ static void on_event_line(struct store_redis *s, char *line)
 		snprintf(e.topic, sizeof e.topic, "%s", f[6]);
 		e.mode = strcmp(f[7], "voice") == 0 ? MODE_VOICE : MODE_TEXT;
 		e.crisis = strcmp(f[8], "1") == 0;
+		e.talked_before = strcmp(f[9], "1") == 0;
 	} else if (strcmp(f[0], "gone") == 0 && n == 4) {
 		e.type = SE_OFFER_GONE;
 		e.offer_id = strtoll(f[2], NULL, 10);
 		e.reason = reason_of(f[3]);
-	} else if (strcmp(f[0], "matched") == 0 && n == 9) {
+	} else if (strcmp(f[0], "matched") == 0 && n == 11) {
 		e.type = SE_MATCHED;
 		if (parse_ref(f[2], f[3], &e.client) != 0)
 			return;
 		snprintf(e.topic, sizeof e.topic, "%s", f[4]);
 		e.mode = strcmp(f[5], "voice") == 0 ? MODE_VOICE : MODE_TEXT;
 		snprintf(e.url, sizeof e.url, "%s", f[6]);
-		snprintf(e.place, sizeof e.place, "%s %s", f[7], f[8]);
+		snprintf(e.place, sizeof e.place, "%s %s %s %s", f[7], f[8], f[9], f[10]);
 		if (strcmp(e.client.node, s->node) == 0) {
 			struct local *c = local_find(s, e.client.conn);
 			if (c)
@@ -224,13 +230,13 @@ static void go_down(struct store_redis *s, const char *why);
 static int fcall(struct store_redis *s, redisCallbackFn *cb, void *priv, const char *fn,
                  int argc, const char **argv, const size_t *lens)
 {
-	const char *a[ARGV_MAX + 10];
-	size_t l[ARGV_MAX + 10];
+	const char *a[ARGV_MAX + 3 + NRULES];
+	size_t l[ARGV_MAX + 3 + NRULES];
 	int n = 0;
 	a[n] = "FCALL"; l[n++] = 5;
 	a[n] = fn; l[n++] = strlen(fn);
 	a[n] = "0"; l[n++] = 1;
-	for (int i = 0; i < 7; i++) {
+	for (int i = 0; i < NRULES; i++) {
 		a[n] = s->rules[i];
 		l[n++] = strlen(s->rules[i]);
 	}
@@ -310,21 +316,28 @@ static void on_positions(redisAsyncContext *ac, void *reply, void *priv)
 	const redisReply *r = reply;
 	uint32_t *conns = priv;
 	s->positions_pending = 0;
-	if (!reply_ok(r) || r->type != REDIS_REPLY_ARRAY || r->elements < 3) {
+	if (!reply_ok(r) || r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+	    (r->elements - 3) % 3) {
 		free(conns);
 		return;
 	}
 	uint32_t online = (uint32_t)r->element[0]->integer;
 	uint32_t free_now = (uint32_t)r->element[1]->integer;
 	int64_t handle = r->element[2]->integer;
-	for (size_t i = 3; i < r->elements; i++) {
+	for (size_t i = 3; i < r->elements; i += 3) {
 		uint32_t pos = (uint32_t)r->element[i]->integer;
-		struct local *l = local_find(s, conns[i - 3]);
+		const char *held = r->element[i + 1]->str ? r->element[i + 1]->str : "";
+		int64_t held_ms = r->element[i + 2]->integer;
+		struct local *l = local_find(s, conns[(i - 3) / 3]);
 		if (!l || !pos)
 			continue;   /* left, or matched elsewhere: the session tells */
-		struct store_event e = { .type = SE_POSITION, .conn = l->node.id, .position = pos,
-		                         .wait_s = matcher_estimate_for(pos, free_now, online, handle),
-		                         .online = online };
+		struct store_event e = {
+			.type = SE_POSITION, .conn = l->node.id, .position = pos, .online = online,
+			.wait_s = matcher_estimate_for(pos, free_now, online, handle, held_ms),
+			.waiting_for = matcher_hold_name(strcmp(held, "previous") == 0 ? HOLD_PREVIOUS
+			                                 : strcmp(held, "topic") == 0 ? HOLD_TOPIC
+			                                 : HOLD_NONE),
+		};
 		deliver(s, &e);
 	}
 	free(conns);
@@ -337,7 +350,7 @@ static void ask_positions(struct store_redis *s)
 		return;
 	size_t n = s->nwaiting;
 	uint32_t *conns = malloc(n * sizeof *conns);
-	const char **a = malloc((n + 10) * sizeof *a);
+	const char **a = malloc((n + 3 + NRULES) * sizeof *a);
 	char (*gids)[STORE_NODE_MAX + 16] = malloc(n * sizeof *gids);
 	if (!conns || !a || !gids)
 		goto out;
@@ -345,7 +358,7 @@ static void ask_positions(struct store_redis *s)
 	a[k++] = "FCALL";
 	a[k++] = "es_positions";
 	a[k++] = "0";
-	for (int j = 0; j < 7; j++)
+	for (int j = 0; j < NRULES; j++)
 		a[k++] = s->rules[j];
 	struct list *it;
 	list_for_each(it, &s->waiting) {
@@ -472,7 +485,7 @@ static void resync(struct store_redis *s)
 	size_t n = 0;
 	idtable_for_each(&s->locals, b, node)
 		n++;
-	const char **a = malloc((n * 4 + 16) * sizeof *a);
+	const char **a = malloc((n * 6 + 5 + NRULES) * sizeof *a);
 	char (*num)[16] = malloc((n + 1) * sizeof *num);
 	if (!a || !num) {
 		free(a);
@@ -484,7 +497,7 @@ static void resync(struct store_redis *s)
 	a[k++] = "FCALL";
 	a[k++] = "es_resync";
 	a[k++] = "0";
-	for (int j = 0; j < 7; j++)
+	for (int j = 0; j < NRULES; j++)
 		a[k++] = s->rules[j];
 	a[k++] = s->node;
 	snprintf(num[m], sizeof num[m], "%u", s->nwaiting);
@@ -497,6 +510,8 @@ static void resync(struct store_redis *s)
 		a[k++] = l->topic;
 		a[k++] = proto_mode_name(l->mode);
 		a[k++] = l->crisis ? "1" : "0";
+		a[k++] = l->who;
+		a[k++] = l->ask ? "1" : "0";
 	}
 	idtable_for_each(&s->locals, b, node) {
 		const struct local *l = LOCAL(node);
@@ -505,6 +520,8 @@ static void resync(struct store_redis *s)
 		snprintf(num[m], sizeof num[m], "%u", l->node.id);
 		a[k++] = num[m++];
 		a[k++] = proto_state_name(l->kstate);
+		a[k++] = l->sub;
+		a[k++] = l->skills;
 	}
 	redisAsyncCommandArgv(s->cmd, on_resynced, NULL, (int)k, a, NULL);
 	free(a);
@@ -677,8 +694,7 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- operations ---- */
 
-static void client_enqueue(struct store *st, uint32_t conn, const char *topic,
-                           enum proto_mode mode, int crisis)
+static void client_enqueue(struct store *st, uint32_t conn, const struct store_request *r)
 {
 	struct store_redis *s = RED(st);
 	struct local *l = s->ready ? local_add(s, conn) : NULL;
@@ -686,16 +702,19 @@ static void client_enqueue(struct store *st, uint32_t conn, const char *topic,
 		emit_result(s, conn, PT_TALK_NOW, STORE_DOWN);
 		return;
 	}
-	snprintf(l->topic, sizeof l->topic, "%s", topic);
-	l->mode = mode;
-	l->crisis = crisis != 0;
+	snprintf(l->topic, sizeof l->topic, "%s", r->topic);
+	l->mode = r->mode;
+	l->crisis = r->crisis != 0;
+	l->ask = r->previous != 0;
+	snprintf(l->who, sizeof l->who, "%s", r->who[0] ? r->who : "-");
 	local_unwait(s, l);
 	list_add_tail(&s->waiting, &l->link);
 	s->nwaiting++;
 	char c[16];
 	snprintf(c, sizeof c, "%u", conn);
-	const char *argv[] = { s->node, c, topic, proto_mode_name(mode), crisis ? "1" : "0" };
-	if (fcall(s, on_result_reply, PRIV(conn, PT_TALK_NOW), "es_enqueue", 5, argv, NULL)) {
+	const char *argv[] = { s->node, c, l->topic, proto_mode_name(l->mode), l->crisis ? "1" : "0",
+		               l->who, l->ask ? "1" : "0" };
+	if (fcall(s, on_result_reply, PRIV(conn, PT_TALK_NOW), "es_enqueue", 7, argv, NULL)) {
 		local_unwait(s, l);
 		emit_result(s, conn, PT_TALK_NOW, STORE_DOWN);
 	}
@@ -727,7 +746,7 @@ static void client_gone(struct store *st, uint32_t conn)
 	client_leave(RED(st), conn, 0);
 }
 
-/* es_k_add, es_k_gone, es_k_over: the counselor's gid alone. */
+/* es_k_gone, es_k_over: the counselor's gid alone. */
 static void counselor_call(struct store_redis *s, const char *fn, uint32_t conn)
 {
 	char g[STORE_NODE_MAX + 16];
@@ -737,7 +756,7 @@ static void counselor_call(struct store_redis *s, const char *fn, uint32_t conn)
 		fcall(s, on_quiet_reply, NULL, fn, 1, argv, NULL);
 }
 
-static void counselor_add(struct store *st, uint32_t conn)
+static void counselor_add(struct store *st, uint32_t conn, const char *sub, const char *skills)
 {
 	struct store_redis *s = RED(st);
 	struct local *l = local_add(s, conn);
@@ -745,7 +764,13 @@ static void counselor_add(struct store *st, uint32_t conn)
 		return;
 	l->counselor = 1;
 	l->kstate = ST_AWAY;
-	counselor_call(s, "es_k_add", conn);  /* if Redis is away, resync adds them */
+	snprintf(l->sub, sizeof l->sub, "%s", sub);
+	snprintf(l->skills, sizeof l->skills, "%s", skills);
+	char g[STORE_NODE_MAX + 16];
+	gid(s, conn, g, sizeof g);
+	const char *argv[] = { g, l->sub, l->skills };
+	if (s->ready)   /* if Redis is away, resync adds them */
+		fcall(s, on_quiet_reply, NULL, "es_k_add", 3, argv, NULL);
 }
 
 static void counselor_gone(struct store *st, uint32_t conn)
@@ -781,13 +806,13 @@ static void counselor_answer(struct store *st, uint32_t conn, int64_t offer_id, 
 static void client_requeue(struct store *st, const struct store_event *m, int present)
 {
 	struct store_redis *s = RED(st);
-	char conn[16], since[24] = "0", place[24] = "0";
+	char conn[16], since[24] = "0", place[24] = "0", who[STORE_WHO_MAX + 1] = "-", ask[2] = "0";
 	snprintf(conn, sizeof conn, "%u", m->client.conn);
-	sscanf(m->place, "%23s %23s", since, place);
+	sscanf(m->place, "%23s %23s %32s %1s", since, place, who, ask);
 	const char *argv[] = { m->client.node, conn, m->topic, proto_mode_name(m->mode), since, place,
-		               present ? "1" : "0" };
+		               who, ask, present ? "1" : "0" };
 	if (s->ready)
-		fcall(s, on_quiet_reply, NULL, "es_requeue", 7, argv, NULL);
+		fcall(s, on_quiet_reply, NULL, "es_requeue", 9, argv, NULL);
 	else
 		log_warn("redis away: client %s/%u could not be put back in line", m->client.node,
 		         m->client.conn);
@@ -912,10 +937,11 @@ struct store *store_redis_new(struct ev_loop *loop, const struct store_config *c
 	snprintf(s->node, sizeof s->node, "%s", node);
 	snprintf(s->node_url, sizeof s->node_url, "%s", node_url);
 	list_init(&s->waiting);
-	long long rules[7] = { cfg->ring_ms, cfg->wrapup_ms, cfg->redecline_ms, cfg->max_missed,
-		               cfg->max_queue, cfg->handle_ms,
-		               ttl_ms * 3 > 30000 ? ttl_ms * 3 : 30000 };
-	for (int i = 0; i < 7; i++)
+	long long rules[NRULES] = { cfg->ring_ms, cfg->wrapup_ms, cfg->redecline_ms,
+		                    cfg->max_missed, cfg->max_queue, cfg->handle_ms,
+		                    ttl_ms * 3 > 30000 ? ttl_ms * 3 : 30000, cfg->topic_wait_ms,
+		                    cfg->previous_wait_ms, cfg->memory_ms };
+	for (int i = 0; i < NRULES; i++)
 		snprintf(s->rules[i], sizeof s->rules[i], "%lld", rules[i]);
 	s->backoff = BACKOFF_MIN_S;
 	s->qver = s->qver_sent = -1;

@@ -86,9 +86,9 @@ $('start-form').addEventListener('submit', async (e) => {
     setNote('start-note', MIC_PROBLEMS[problem] || '');
     if (problem) return;
   }
-  const crisis = $('crisis').checked;
   const msg = { type: 'talk_now', topic: $('topic').value, mode };
-  if (crisis) msg.crisis = true;
+  if (inCrisis()) msg.crisis = true;
+  if ($('previous').checked && !$('previous-field').hidden) msg.previous = true;
   if (!sock.send(msg)) return;
   phase = 'joining';
   lost = null;
@@ -108,12 +108,32 @@ function startWaitClock() {
   waitTick = setInterval(tick, 1000);
 }
 
+// The box, or a "yes" to the service's pre-chat question, says the person
+// may not be safe.
+function inCrisis() {
+  const answer = document.querySelector('input[name=question]:checked');
+  return $('crisis').checked || (!$('question').hidden && answer?.value === 'yes');
+}
+
+// Someone who has talked with a counselor here before may ask for them.
+const TALKED_KEY = 'earshot.client.talked';
+$('previous-field').hidden = !localStorage.getItem(TALKED_KEY);
+
+const HOLDING = {
+  previous: 'We\'re giving the counselor you talked with last time a little longer to be free. '
+    + "If they aren't soon, whoever is free first will be with you.",
+  topic: 'We\'re giving a counselor who knows your topic well a little longer to be free. '
+    + "If they aren't soon, whoever is free first will be with you.",
+};
+
 // ---- waiting ----
 
 function onQueue(m) {
   phase = 'waiting';
   setText('position', m.position === 1 ? "You're next in line." : `You're number ${m.position} in line.`);
-  $('urgent').hidden = !$('crisis').checked;
+  $('urgent').hidden = !inCrisis();
+  $('holding').hidden = !HOLDING[m.waiting_for];
+  setText('holding', HOLDING[m.waiting_for] || '');
   $('nobody').hidden = m.counselors !== 0;
   setText('estimate', m.counselors === 0 ? ''
     : m.wait_s === 0 ? 'A counselor should be with you in a moment.'
@@ -137,6 +157,8 @@ function backToStart(note) {
 function onSessionStart(m) {
   phase = 'in_session';
   clearInterval(waitTick);
+  localStorage.setItem(TALKED_KEY, '1');
+  $('previous-field').hidden = false;
   const who = m.peer || 'a counselor';
   setText('session-h', `You're talking with ${who}`);
   setText('session-topic', `Topic: ${topicLabel(m.topic)}`);
@@ -260,6 +282,8 @@ sock.addEventListener('state', ({ detail }) => {
 
 function onWelcome(m) {
   setText('slot-len', minutes(m.slot_s));
+  $('question').hidden = !m.crisis_question;
+  setText('question-text', m.crisis_question || '');
   const was = phase;
   phase = m.state;
   if (lost === 'waiting') {

@@ -173,6 +173,7 @@ function onOffer(m) {
   setText('offer-mode', m.mode === 'voice' ? 'voice' : 'text');
   setText('offer-waited', m.waited_s < 5 ? 'just joined' : duration(m.waited_s));
   $('offer-crisis').hidden = !m.crisis;
+  $('offer-before').hidden = !m.talked_before;
   $('accept').disabled = false;
   $('decline').disabled = false;
   setNote('desk-note', '');

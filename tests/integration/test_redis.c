@@ -42,12 +42,12 @@ static int teardown(void **state)
 /* A node on the test's Redis, named `node`, with `extra` arguments. */
 static void node_start(struct h_server *s, const char *node, const char *extra)
 {
-	const char *args[16] = { "--redis", url, "--node-id", node, "--presence-ttl", "1",
+	const char *args[24] = { "--redis", url, "--node-id", node, "--presence-ttl", "1",
 		                 "--log-level", "debug", "--ring-timeout", "5", "--wrapup", "0" };
 	int n = 12;
 	char buf[128];
 	snprintf(buf, sizeof buf, "%s", extra ? extra : "");
-	for (char *save = NULL, *t = strtok_r(buf, " ", &save); t && n < 15;
+	for (char *save = NULL, *t = strtok_r(buf, " ", &save); t && n < 23;
 	     t = strtok_r(NULL, " ", &save))
 		args[n++] = t;
 	args[n] = NULL;
@@ -323,6 +323,96 @@ static void test_text_across_nodes(void **state)
 	assert_int_equal(h_server_stop(&b), 0);
 }
 
+/* The offer ringing at `k`, accepted; returns whether it said "talked
+ * before". */
+static int accept_next(struct h_peer *k)
+{
+	const struct proto_msg *o = expect(k, PT_OFFER);
+	int before = o->talked_before;
+	struct proto_msg m = { .type = PT_ACCEPT, .offer_id = o->offer_id };
+	assert_int_equal(h_send(k, &m), 0);
+	return before;
+}
+
+static void state_becomes(struct h_peer *k, enum proto_state st)
+{
+	while (expect(k, PT_STATE)->state != st)
+		;
+}
+
+static void away_and_back(struct h_peer *k)
+{
+	set_state(k, ST_AWAY);
+	assert_int_equal(expect(k, PT_STATE)->state, ST_AWAY);
+	set_state(k, ST_AVAILABLE);
+	assert_int_equal(expect(k, PT_STATE)->state, ST_AVAILABLE);
+}
+
+/* The matching preferences hold across nodes: a person on node A who
+ * talked with ann (on node B) and asks for her again gets her, though bob
+ * on A idled longer, and ann sees they talked before; a grief specialist
+ * on B is preferred over a generalist on A; and whom they talked with is
+ * kept in Redis under a pseudonym, never under the person's id. */
+static void test_preferences_across_nodes(void **state)
+{
+	(void)state;
+	struct h_server a, b;
+	fresh_db(8);
+	node_start(&a, "near", "--topic-wait 30 --previous-wait 30");
+	node_start(&b, "far", "--topic-wait 30 --previous-wait 30");
+	struct h_peer *ann = h_join(&b, "ann", ROLE_COUNSELOR,
+	                            h_token(ROLE_COUNSELOR, "ann", "Ann", "grief", 600));
+	assert_non_null(ann);
+	set_state(ann, ST_AVAILABLE);
+	expect(ann, PT_STATE);
+	struct h_peer *c = h_join(&a, "p", ROLE_CLIENT, h_token(ROLE_CLIENT, "person-7", "", NULL, 600));
+	assert_non_null(c);
+	const char *again = "{\"type\":\"talk_now\",\"topic\":\"work\",\"mode\":\"text\",\"previous\":true}";
+	assert_int_equal(h_send_json(c, again), 0);   /* nobody to ask for yet */
+	assert_int_equal(accept_next(ann), 0);
+	expect(c, PT_SESSION_START);
+	assert_int_equal(h_send_json(ann, "{\"type\":\"end\"}"), 0);
+	expect(c, PT_SESSION_END);
+	state_becomes(ann, ST_AVAILABLE);
+
+	struct h_peer *bob = counselor(&a, "bob");
+	set_state(bob, ST_AVAILABLE);
+	expect(bob, PT_STATE);
+	h_pump(20);
+	away_and_back(ann);                            /* bob has idled longest */
+	assert_int_equal(h_send_json(c, again), 0);
+	assert_int_equal(accept_next(ann), 1);
+	assert_null(h_wait(bob, PT_OFFER, 300));
+	expect(c, PT_SESSION_START);
+	assert_int_equal(h_send_json(c, "{\"type\":\"end\"}"), 0);
+	expect(c, PT_SESSION_END);
+	state_becomes(ann, ST_AVAILABLE);
+
+	away_and_back(ann);
+	struct h_peer *d = h_join(&a, "d", ROLE_CLIENT, NULL);
+	assert_int_equal(h_send_json(d, "{\"type\":\"talk_now\",\"topic\":\"grief\",\"mode\":\"text\"}"), 0);
+	assert_int_equal(accept_next(ann), 0);
+	expect(d, PT_SESSION_START);
+	assert_null(h_wait(bob, PT_OFFER, 300));
+
+	char cmd[160], out[512] = "";
+	snprintf(cmd, sizeof cmd, "redis-cli -p %d -n 8 --scan --pattern 'earshot:prev:*'", redis.port);
+	FILE *f = popen(cmd, "r");
+	assert_non_null(f);
+	size_t n = fread(out, 1, sizeof out - 1, f);
+	out[n] = '\0';
+	pclose(f);
+	/* Two people talked with ann: two keys of 32 hex digits each. */
+	assert_int_equal(strlen(out), 2 * (strlen("earshot:prev:") + 32 + 1));
+	assert_null(strstr(out, "person-7"));
+	h_peer_free(d);
+	h_peer_free(bob);
+	h_peer_free(ann);
+	h_peer_free(c);
+	assert_int_equal(h_server_stop(&a), 0);
+	assert_int_equal(h_server_stop(&b), 0);
+}
+
 static void test_session_node_killed(void **state)
 {
 	(void)state;
@@ -384,6 +474,7 @@ int main(void)
 		cmocka_unit_test(test_node_killed),
 		cmocka_unit_test(test_redis_restart),
 		cmocka_unit_test(test_text_across_nodes),
+		cmocka_unit_test(test_preferences_across_nodes),
 		cmocka_unit_test(test_session_node_killed),
 		cmocka_unit_test(test_unreachable_client_node),
 	};

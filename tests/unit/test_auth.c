@@ -700,9 +700,28 @@ static void test_charsets(void **state)
 	assert_null(role_name(ROLE_NONE));
 }
 
+/* A pseudonym is stable per person and secret, differs between people and
+ * between services, and never contains the sub. */
+static void test_pseudonym(void **state)
+{
+	(void)state;
+	char a[AUTH_PSEUDONYM_LEN + 1], b[AUTH_PSEUDONYM_LEN + 1], c[AUTH_PSEUDONYM_LEN + 1];
+	auth_pseudonym("person-1", "secret one", a);
+	auth_pseudonym("person-1", "secret one", b);
+	assert_string_equal(a, b);
+	assert_int_equal(strlen(a), AUTH_PSEUDONYM_LEN);
+	assert_int_equal(strspn(a, "0123456789abcdef"), AUTH_PSEUDONYM_LEN);
+	auth_pseudonym("person-2", "secret one", c);
+	assert_string_not_equal(a, c);
+	auth_pseudonym("person-1", "secret two", c);
+	assert_string_not_equal(a, c);
+	assert_null(strstr(a, "person"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pseudonym),
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_roundtrip_minimal),
 		cmocka_unit_test(test_mint_refuses),

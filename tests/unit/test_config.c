@@ -186,7 +186,8 @@ static void test_table_names_unique_and_complete(void **state)
 		"msg-rate", "msg-burst", "max-queue", "auth-timeout", "shutdown-grace",
 		"time-scale", "log-level", "referral", "srtp-profile", "media-max-packet",
 		"media-max-pps", "media-queue", "silence-timeout", "link-report", "web-root",
-		"redis", "node-id", "presence-ttl", "advertise-url",
+		"redis", "node-id", "presence-ttl", "advertise-url", "topic-wait",
+		"previous-wait", "continuity-days", "crisis-question",
 	};
 	assert_int_equal(NDIRECTIVES, sizeof(want) / sizeof(want[0]));
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)

@@ -69,8 +69,8 @@ static void fmt_action(char *buf, size_t len, const struct matcher_action *a)
 {
 	switch (a->type) {
 	case MA_OFFER:
-		snprintf(buf, len, "offer c%u k%u #%lld w%u", a->client, a->counselor,
-		         (long long)a->offer_id, a->waited_s);
+		snprintf(buf, len, "offer c%u k%u #%lld w%u%s", a->client, a->counselor,
+		         (long long)a->offer_id, a->waited_s, a->talked_before ? " before" : "");
 		break;
 	case MA_OFFER_GONE:
 		snprintf(buf, len, "gone k%u #%lld %s", a->counselor, (long long)a->offer_id,
@@ -141,21 +141,51 @@ static int setup(void **state)
 	return 0;
 }
 
+/* Client i asks for `topic` in `mode`; crisis; the counselor they talked
+ * with last ("" none) and whether they ask for them again. */
+static int enq_full(int i, const char *topic, enum proto_mode mode, int crisis,
+                    const char *previous, int ask)
+{
+	struct matcher_request r = { .topic = topic, .mode = mode, .crisis = crisis,
+	                             .previous = previous, .ask_previous = ask };
+	return matcher_client_enqueue(&M, &C[i], CID(i), &r, now);
+}
+
 static void enq(int i)
 {
-	assert_int_equal(matcher_client_enqueue(&M, &C[i], CID(i), "grief", MODE_TEXT, 0, now),
-	                 MATCHER_OK);
+	assert_int_equal(enq_full(i, "grief", MODE_TEXT, 0, "", 0), MATCHER_OK);
 }
 
 static void enq_crisis(int i)
 {
-	assert_int_equal(matcher_client_enqueue(&M, &C[i], CID(i), "grief", MODE_TEXT, 1, now),
-	                 MATCHER_OK);
+	assert_int_equal(enq_full(i, "grief", MODE_TEXT, 1, "", 0), MATCHER_OK);
+}
+
+/* Counselor j is "k<j>" with `skills`. */
+static void kadd_skilled(int j, const char *skills)
+{
+	char sub[16];
+	snprintf(sub, sizeof sub, "k%d", j);
+	matcher_counselor_add(&M, &K[j], KID(j), sub, skills, now);
 }
 
 static void kadd(int j)
 {
-	matcher_counselor_add(&M, &K[j], KID(j), now);
+	kadd_skilled(j, "");
+}
+
+/* What client i is held for now. */
+static enum matcher_hold held(int i)
+{
+	int64_t until;
+	return matcher_held(&M, &C[i], now, &until);
+}
+
+/* The estimate for position `pos` of a client held for nothing. */
+static uint32_t est(uint32_t pos)
+{
+	static const struct mclient plain;
+	return matcher_estimate_s(&M, &plain, pos, now);
 }
 
 static void kavail(int j)
@@ -365,6 +395,225 @@ static void test_crisis_goes_first(void **state)
 	kdecline(2);   /* declined: the crisis keeps its place at the front */
 	assert_string_equal(queue_str(), "c105 c101 c102 c104");
 	check_counts();
+}
+
+/* ---- preferences: topic skills and the previous counselor ---- */
+
+#define TOPICW 60000
+#define PREVW  45000
+
+/* Preferences on, no wrap-up (a finished session frees its counselor). */
+static void init_prefs(void)
+{
+	struct matcher_config cfg = default_cfg();
+	cfg.wrapup_ms = 0;
+	cfg.topic_wait_ms = TOPICW;
+	cfg.previous_wait_ms = PREVW;
+	init_with(&cfg);
+}
+
+/* Counselor j available with `skills`, idle since now; then a second on. */
+static void kup_skilled(int j, const char *skills)
+{
+	kadd_skilled(j, skills);
+	kavail(j);
+	rec.n = 0;
+	now += 1000;
+}
+
+/* Counselor j busy with throwaway client `ci` (who takes them). */
+static void kbusy(int j, int ci)
+{
+	assert_int_equal(enq_full(ci, "other", MODE_TEXT, 1, "", 0), MATCHER_OK);
+	assert_ptr_equal(C[ci].offered_to, &K[j]);
+	kaccept(j);
+	rec.n = 0;
+}
+
+static void test_topic_prefers_skilled(void **state)
+{
+	(void)state;
+	init_prefs();
+	kup_skilled(1, "");
+	kup_skilled(2, "anxiety,grief");
+	enq(1);                         /* grief: k2 though k1 idled longer */
+	EXPECT("k2 ringing; offer c101 k2 #1 w0");
+	assert_int_equal(held(1), HOLD_NONE);
+	assert_int_equal(enq_full(2, "study", MODE_TEXT, 0, "", 0), MATCHER_OK);
+	EXPECT("k1 ringing; offer c102 k1 #2 w0");
+	/* A skill matches whole topics only: "grie" is not "grief". */
+	assert_false(has_skill(&K[2], "grie"));
+	assert_true(has_skill(&K[2], "anxiety"));
+}
+
+/* A skilled counselor online but busy is waited for, up to the topic wait
+ * from arrival; then anyone free. The estimate says so meanwhile. */
+static void test_topic_wait_then_anyone(void **state)
+{
+	(void)state;
+	init_prefs();
+	kup_skilled(2, "grief");
+	kbusy(2, 9);
+	kup_skilled(1, "");
+	int64_t arrived = now;
+	enq(1);
+	EXPECT("");
+	assert_int_equal(held(1), HOLD_TOPIC);
+	assert_string_equal(matcher_hold_name(HOLD_TOPIC), "topic");
+	assert_int_equal(matcher_next_deadline(&M), arrived + TOPICW);
+	/* k1 is free (position 1 would be 0 s): the hold is what is left. */
+	assert_int_equal(matcher_estimate_s(&M, &C[1], 1, now), 60);
+	now += 25000;
+	assert_int_equal(matcher_estimate_s(&M, &C[1], 1, now), 40);
+	tick_at(arrived + TOPICW - 1);
+	EXPECT("");
+	tick_at(arrived + TOPICW);
+	EXPECT("k1 ringing; offer c101 k1 #2 w60");
+	assert_int_equal(held(1), HOLD_NONE);
+	check_counts();
+}
+
+static void test_topic_skilled_frees_in_time(void **state)
+{
+	(void)state;
+	init_prefs();
+	kup_skilled(2, "grief");
+	kbusy(2, 9);
+	kup_skilled(1, "");
+	enq(1);
+	EXPECT("");
+	now += 20000;
+	matcher_counselor_session_over(&M, &K[2], now);
+	EXPECT("k2 available:wrapup_done; k2 ringing; offer c101 k2 #2 w20");
+	assert_int_equal(K[1].state, ST_AVAILABLE);
+}
+
+/* Nobody with the skill online (away counts as not), or only someone who
+ * just passed on them: no reason to wait. */
+static void test_topic_no_wait_for_nobody(void **state)
+{
+	(void)state;
+	init_prefs();
+	kadd_skilled(2, "grief");       /* away */
+	kup_skilled(1, "");
+	enq(1);
+	EXPECT("k1 ringing; offer c101 k1 #1 w0");
+	kdecline(1);                    /* nobody else: offered again, not held */
+	EXPECT("k1 available; k1 ringing; offer c101 k1 #2 w0");
+
+	init_prefs();
+	kup_skilled(2, "grief");
+	kup_skilled(1, "");
+	enq(1);
+	EXPECT("k2 ringing; offer c101 k2 #1 w0");
+	kdecline(2);                    /* the skilled one passed: k1 at once */
+	EXPECT("k2 available; k1 ringing; offer c101 k1 #2 w0");
+	assert_int_equal(held(1), HOLD_NONE);
+}
+
+/* A returning client who asks for their previous counselor gets them when
+ * free, ahead of the idle-longest rule; the offer says they talked before
+ * (also when they did not ask). */
+static void test_previous_offered_first(void **state)
+{
+	(void)state;
+	init_prefs();
+	kup_skilled(1, "grief");
+	kup_skilled(2, "");
+	assert_int_equal(enq_full(1, "grief", MODE_TEXT, 0, "k2", 1), MATCHER_OK);
+	EXPECT("k2 ringing; offer c101 k2 #1 w0 before");
+	assert_int_equal(enq_full(2, "grief", MODE_TEXT, 0, "k2", 0), MATCHER_OK);
+	EXPECT("k1 ringing; offer c102 k1 #2 w0");
+	kdecline(1);
+	kdecline(2);
+	rec.n = 0;
+	/* Not asked for, offered anyway: still "before". */
+	init_prefs();
+	kup_skilled(2, "");
+	assert_int_equal(enq_full(1, "grief", MODE_TEXT, 0, "k2", 0), MATCHER_OK);
+	EXPECT("k2 ringing; offer c101 k2 #1 w0 before");
+}
+
+/* While the asked-for counselor is busy the client is held (a free
+ * counselor serves others), up to the previous wait; the counselor is kept
+ * for them when they free, even from someone who came earlier, but not
+ * from someone in crisis. */
+static void test_previous_held_and_kept(void **state)
+{
+	(void)state;
+	init_prefs();
+	kup_skilled(1, "");
+	kup_skilled(2, "");
+	kbusy(1, 8);
+	kbusy(2, 9);
+	enq(1);                         /* plain, first in line */
+	now += 1000;
+	assert_int_equal(enq_full(2, "grief", MODE_TEXT, 0, "k2", 1), MATCHER_OK);
+	assert_string_equal(queue_str(), "c101 c102");
+	now += 1000;
+	matcher_counselor_session_over(&M, &K[2], now);
+	EXPECT("k2 available:wrapup_done; k2 ringing; offer c102 k2 #3 w1 before");
+	assert_int_equal(held(1), HOLD_NONE);
+	now += 1000;
+	matcher_counselor_session_over(&M, &K[1], now);
+	EXPECT("k1 available:wrapup_done; k1 ringing; offer c101 k1 #4 w3");
+	check_counts();
+
+	/* Someone in crisis is not kept from the counselor. */
+	init_prefs();
+	kup_skilled(2, "");
+	kbusy(2, 9);
+	assert_int_equal(enq_full(2, "grief", MODE_TEXT, 0, "k2", 1), MATCHER_OK);
+	enq_crisis(1);
+	assert_string_equal(queue_str(), "c101 c102");
+	matcher_counselor_session_over(&M, &K[2], now);
+	EXPECT("k2 available:wrapup_done; k2 ringing; offer c101 k2 #2 w0");
+	assert_int_equal(held(2), HOLD_PREVIOUS);
+}
+
+/* The wish lapses after the previous wait, or at once when the counselor
+ * passes on them or is away. */
+static void test_previous_falls_back(void **state)
+{
+	(void)state;
+	init_prefs();
+	kup_skilled(2, "");
+	kbusy(2, 9);
+	kup_skilled(1, "");
+	int64_t arrived = now;
+	assert_int_equal(enq_full(1, "grief", MODE_TEXT, 0, "k2", 1), MATCHER_OK);
+	EXPECT("");
+	assert_int_equal(held(1), HOLD_PREVIOUS);
+	assert_string_equal(matcher_hold_name(HOLD_PREVIOUS), "previous");
+	assert_int_equal(matcher_next_deadline(&M), arrived + PREVW);
+	assert_int_equal(matcher_estimate_s(&M, &C[1], 1, now), 50);
+	tick_at(arrived + PREVW);
+	EXPECT("k1 ringing; offer c101 k1 #2 w45");
+
+	init_prefs();
+	kup_skilled(1, "");
+	kup_skilled(2, "");
+	assert_int_equal(enq_full(1, "grief", MODE_TEXT, 0, "k2", 1), MATCHER_OK);
+	EXPECT("k2 ringing; offer c101 k2 #1 w0 before");
+	kdecline(2);
+	EXPECT("k2 available; k1 ringing; offer c101 k1 #2 w0");
+	assert_false(C[1].ask_previous);
+
+	init_prefs();
+	kadd(2);                        /* away */
+	kup_skilled(1, "");
+	assert_int_equal(enq_full(1, "grief", MODE_TEXT, 0, "k2", 1), MATCHER_OK);
+	EXPECT("k1 ringing; offer c101 k1 #1 w0");
+
+	/* Signed off while the client waits for them: fall back at once. */
+	init_prefs();
+	kup_skilled(2, "");
+	kbusy(2, 9);
+	kup_skilled(1, "");
+	assert_int_equal(enq_full(1, "grief", MODE_TEXT, 0, "k2", 1), MATCHER_OK);
+	EXPECT("");
+	matcher_counselor_remove(&M, &K[2], now);
+	EXPECT("k1 ringing; offer c101 k1 #2 w0");
 }
 
 static void test_idle_tie_goes_to_roster_order(void **state)
@@ -1068,7 +1317,7 @@ static void test_queue_full(void **state)
 	enq(1);                         /* offered, still counts */
 	enq(2);
 	rec.n = 0;
-	assert_int_equal(matcher_client_enqueue(&M, &C[3], CID(3), "grief", MODE_TEXT, 0, now),
+	assert_int_equal(enq_full(3, "grief", MODE_TEXT, 0, "", 0),
 	                 MATCHER_FULL);
 	EXPECT("");
 	assert_false(matcher_client_queued(&C[3]));
@@ -1079,7 +1328,7 @@ static void test_queue_full(void **state)
 	enq(3);
 	EXPECT("");
 	assert_string_equal(queue_str(), "c102 c103");
-	assert_int_equal(matcher_client_enqueue(&M, &C[4], CID(4), "grief", MODE_TEXT, 0, now),
+	assert_int_equal(enq_full(4, "grief", MODE_TEXT, 0, "", 0),
 	                 MATCHER_FULL);
 	matcher_client_remove(&M, &C[2], now, 1);
 	enq(4);
@@ -1094,7 +1343,7 @@ static void test_queue_zero_always_full(void **state)
 	cfg.max_queue = 0;
 	init_with(&cfg);
 	kup(1);
-	assert_int_equal(matcher_client_enqueue(&M, &C[1], CID(1), "grief", MODE_TEXT, 0, now),
+	assert_int_equal(enq_full(1, "grief", MODE_TEXT, 0, "", 0),
 	                 MATCHER_FULL);
 	EXPECT("");
 	assert_int_equal(K[1].state, ST_AVAILABLE);
@@ -1110,14 +1359,13 @@ static void test_enqueue_copies_topic_and_mode(void **state)
 	memset(buf, 'x', sizeof buf - 1);
 	buf[sizeof buf - 1] = '\0';
 	const char *volatile topic = buf;
-	assert_int_equal(matcher_client_enqueue(&M, &C[1], CID(1), "work-stress", MODE_VOICE,
-	                                        0, now), MATCHER_OK);
+	assert_int_equal(enq_full(1, "work-stress", MODE_VOICE, 0, "", 0), MATCHER_OK);
 	assert_string_equal(C[1].topic, "work-stress");
 	assert_int_equal(C[1].mode, MODE_VOICE);
 	assert_int_equal(C[1].since, now);
 	assert_int_equal(C[1].id, CID(1));
 	/* Too long is cut at PROTO_TOPIC_MAX, still terminated. */
-	assert_int_equal(matcher_client_enqueue(&M, &C[2], CID(2), topic, MODE_TEXT, 0, now),
+	assert_int_equal(enq_full(2, topic, MODE_TEXT, 0, "", 0),
 	                 MATCHER_OK);
 	assert_int_equal(strlen(C[2].topic), PROTO_TOPIC_MAX);
 }
@@ -1157,11 +1405,11 @@ static void test_estimate_nobody_online(void **state)
 {
 	(void)state;
 	/* Nobody online: assume one will come. */
-	assert_int_equal(matcher_estimate_s(&M, 1), 600);
-	assert_int_equal(matcher_estimate_s(&M, 2), 1200);
+	assert_int_equal(est(1), 600);
+	assert_int_equal(est(2), 1200);
 	kadd(1);                        /* away does not count */
 	assert_int_equal(matcher_online(&M), 0);
-	assert_int_equal(matcher_estimate_s(&M, 3), 1800);
+	assert_int_equal(est(3), 1800);
 }
 
 static void test_estimate_zero_when_free(void **state)
@@ -1169,20 +1417,20 @@ static void test_estimate_zero_when_free(void **state)
 	(void)state;
 	kup(1);
 	assert_int_equal(matcher_online(&M), 1);
-	assert_int_equal(matcher_estimate_s(&M, 1), 0);
+	assert_int_equal(est(1), 0);
 	kup(2);
-	assert_int_equal(matcher_estimate_s(&M, 2), 0);
+	assert_int_equal(est(2), 0);
 	/* Ringing still counts as free for the position it is offered to. */
 	enq(1);
 	enq(2);
 	assert_int_equal(M.by_state[ST_RINGING], 2);
-	assert_int_equal(matcher_estimate_s(&M, 1), 0);
-	assert_int_equal(matcher_estimate_s(&M, 2), 0);
+	assert_int_equal(est(1), 0);
+	assert_int_equal(est(2), 0);
 	/* Beyond the free ones the code counts only those not served at once:
 	 * (3 - 2) x 600 s / 2 online. NOTE: PROTOCOL.md and matcher.h say
 	 * "position x average / online" (900 here); see the report. */
-	assert_int_equal(matcher_estimate_s(&M, 3), 300);
-	assert_int_equal(matcher_estimate_s(&M, 4), 600);
+	assert_int_equal(est(3), 300);
+	assert_int_equal(est(4), 600);
 }
 
 static void test_estimate_busy_and_away(void **state)
@@ -1191,9 +1439,9 @@ static void test_estimate_busy_and_away(void **state)
 	make_busy(1, 1);
 	make_busy(2, 2);
 	assert_int_equal(matcher_online(&M), 2);
-	assert_int_equal(matcher_estimate_s(&M, 1), 300);
-	assert_int_equal(matcher_estimate_s(&M, 2), 600);
-	assert_int_equal(matcher_estimate_s(&M, 3), 900);
+	assert_int_equal(est(1), 300);
+	assert_int_equal(est(2), 600);
+	assert_int_equal(est(3), 900);
 	/* One goes to wrap-up then away: only one online. */
 	matcher_counselor_session_over(&M, &K[2], now);
 	assert_int_equal(matcher_online(&M), 2);        /* wrap-up is online */
@@ -1202,8 +1450,8 @@ static void test_estimate_busy_and_away(void **state)
 	/* The session fed the average: handled = 0 + 60 s wrap-up, so
 	 * 600000 + (60000 - 600000) / 5 = 492000 ms. */
 	assert_int_equal(M.handle_ms, 492000);
-	assert_int_equal(matcher_estimate_s(&M, 1), 500);      /* 492 s -> 500 */
-	assert_int_equal(matcher_estimate_s(&M, 2), 990);      /* 984 s -> 990 */
+	assert_int_equal(est(1), 500);      /* 492 s -> 500 */
+	assert_int_equal(est(2), 990);      /* 984 s -> 990 */
 }
 
 static void check_estimate_for(int64_t handle, uint32_t online_busy, uint32_t pos,
@@ -1214,7 +1462,7 @@ static void check_estimate_for(int64_t handle, uint32_t online_busy, uint32_t po
 	init_with(&cfg);
 	for (uint32_t j = 1; j <= online_busy; j++)
 		make_busy((int)j, (int)j);
-	uint32_t got = matcher_estimate_s(&M, pos);
+	uint32_t got = est(pos);
 	if (got != want)
 		fail_msg("handle %lld ms, %u busy, position %u: %u s, want %u s",
 		         (long long)handle, online_busy, pos, got, want);
@@ -1249,7 +1497,7 @@ static void test_estimate_moving_average(void **state)
 	matcher_counselor_session_over(&M, &K[1], now);
 	/* 600000 + (300000 + 60000 - 600000) / 5 */
 	assert_int_equal(M.handle_ms, 552000);
-	assert_int_equal(matcher_estimate_s(&M, 1), 560);       /* 552 s */
+	assert_int_equal(est(1), 560);       /* 552 s */
 	tick_at(now + WRAPUP);
 	enq(2);
 	kaccept(1);
@@ -1257,8 +1505,8 @@ static void test_estimate_moving_average(void **state)
 	matcher_counselor_session_over(&M, &K[1], now);
 	/* 552000 + (1060000 - 552000) / 5 */
 	assert_int_equal(M.handle_ms, 653600);
-	assert_int_equal(matcher_estimate_s(&M, 1), 660);       /* 653.6 s -> 654 */
-	assert_int_equal(matcher_estimate_s(&M, 2), 1310);      /* 1307.2 s -> 1308 */
+	assert_int_equal(est(1), 660);       /* 653.6 s -> 654 */
+	assert_int_equal(est(2), 1310);      /* 1307.2 s -> 1308 */
 }
 
 static void test_estimate_average_floor(void **state)
@@ -1648,7 +1896,7 @@ static void rn_check_all(void)
 	RCHECK(matcher_online(&M) == by[ST_AVAILABLE] + by[ST_RINGING] + by[ST_BUSY] +
 	                             by[ST_WRAPUP]);
 	for (uint32_t p = 1; p <= nq + 2; p++)
-		RCHECK(matcher_estimate_s(&M, p) == rn_expected_estimate(p));
+		RCHECK(est(p) == rn_expected_estimate(p));
 }
 
 static int rn_pick_k(int want_state)
@@ -1748,7 +1996,7 @@ static void rn_event(void)
 		} else {
 			R.full++;
 		}
-		rc = matcher_client_enqueue(&M, &C[i], CID(i), "anxiety", MODE_TEXT, 0, now);
+		rc = enq_full(i, "anxiety", MODE_TEXT, 0, "", 0);
 		RCHECK(rc == (full ? MATCHER_FULL : MATCHER_OK));
 		rn_check_actions(full);
 	} else if (r < 25) {                            /* cancel / disconnect */
@@ -1873,7 +2121,7 @@ static void rn_event(void)
 		R.k[j].st = ST_AWAY;
 		R.k[j].idle = now;
 		R.k[j].roster_seq = ++R.seq;
-		matcher_counselor_add(&M, &K[j], KID(j), now);
+		kadd(j);
 		rn_check_actions(1);
 	}
 }
@@ -1953,8 +2201,7 @@ static void test_stale_calls_refused(void **state)
 {
 	(void)state;
 	enq(0);
-	assert_int_equal(matcher_client_enqueue(&M, &C[0], CID(0), "grief", MODE_TEXT, 0, now),
-	                 MATCHER_WRONG_STATE);
+	assert_int_equal(enq_full(0, "grief", MODE_TEXT, 0, "", 0), MATCHER_WRONG_STATE);
 	assert_int_equal(M.queue_len, 1);
 	kup(0);
 	kaccept(0);
@@ -1978,6 +2225,13 @@ int main(void)
 		T(test_fifo_three_clients_two_counselors),
 		T(test_idle_longest_gets_the_client),
 		T(test_crisis_goes_first),
+		T(test_topic_prefers_skilled),
+		T(test_topic_wait_then_anyone),
+		T(test_topic_skilled_frees_in_time),
+		T(test_topic_no_wait_for_nobody),
+		T(test_previous_offered_first),
+		T(test_previous_held_and_kept),
+		T(test_previous_falls_back),
 		T(test_idle_tie_goes_to_roster_order),
 		T(test_idle_restarts_after_wrapup),
 		T(test_decline_reoffers_to_the_other),

@@ -81,6 +81,8 @@ static void sample(enum proto_type t, int variant, struct proto_msg *m)
 		m->role = ROLE_COUNSELOR; strcpy(m->sub, "alice@example.org");
 		strcpy(m->name, variant ? "" : "Alice"); m->state = ST_AWAY;
 		m->slot_s = 1200; m->ring_s = 20; m->version = PROTO_VERSION;
+		if (!variant)
+			strcpy(m->question, "Are you safe \"right now\"?");
 		break;
 	case PT_ERROR:
 		strcpy(m->code, "wrong_state");
@@ -92,9 +94,12 @@ static void sample(enum proto_type t, int variant, struct proto_msg *m)
 	case PT_GOING_AWAY: strcpy(m->reason, "shutdown"); break;
 	case PT_TALK_NOW:
 		strcpy(m->topic, "grief"); m->mode = variant ? MODE_VOICE : MODE_TEXT;
-		m->crisis = variant;
+		m->crisis = variant; m->previous = variant;
 		break;
-	case PT_QUEUE: m->position = 1; m->wait_s = 120; m->counselors = 3; break;
+	case PT_QUEUE:
+		m->position = 1; m->wait_s = 120; m->counselors = 3;
+		strcpy(m->waiting_for, variant ? "previous" : "");
+		break;
 	case PT_CANCELLED: strcpy(m->reason, "by_you"); break;
 	case PT_RATE:
 		m->score = variant ? 5 : 1;
@@ -111,7 +116,7 @@ static void sample(enum proto_type t, int variant, struct proto_msg *m)
 		break;
 	case PT_OFFER:
 		m->offer_id = 7; strcpy(m->topic, "anxiety"); m->mode = MODE_TEXT;
-		m->waited_s = 41; m->ring_s = 20; m->crisis = variant;
+		m->waited_s = 41; m->ring_s = 20; m->crisis = variant; m->talked_before = variant;
 		break;
 	case PT_ACCEPT: case PT_DECLINE: m->offer_id = INT64_MAX; break;
 	case PT_OFFER_GONE: m->offer_id = 1; strcpy(m->reason, "timeout"); break;
@@ -189,7 +194,16 @@ static void test_encode_exact(void **state)
 	static const struct { enum proto_type t; int variant; const char *want; } cases[] = {
 		{ PT_HELLO, 0, "{\"type\":\"hello\",\"role\":\"client\"}" },
 		{ PT_TALK_NOW, 0, "{\"type\":\"talk_now\",\"topic\":\"grief\",\"mode\":\"text\"}" },
-		{ PT_TALK_NOW, 1, "{\"type\":\"talk_now\",\"topic\":\"grief\",\"mode\":\"voice\",\"crisis\":true}" },
+		{ PT_TALK_NOW, 1, "{\"type\":\"talk_now\",\"topic\":\"grief\",\"mode\":\"voice\",\"crisis\":true,"
+		  "\"previous\":true}" },
+		{ PT_QUEUE, 0, "{\"type\":\"queue\",\"position\":1,\"wait_s\":120,\"counselors\":3}" },
+		{ PT_QUEUE, 1, "{\"type\":\"queue\",\"position\":1,\"wait_s\":120,\"counselors\":3,"
+		  "\"waiting_for\":\"previous\"}" },
+		{ PT_OFFER, 1, "{\"type\":\"offer\",\"offer_id\":7,\"topic\":\"anxiety\",\"mode\":\"text\","
+		  "\"waited_s\":41,\"ring_s\":20,\"crisis\":true,\"talked_before\":true}" },
+		{ PT_WELCOME, 0, "{\"type\":\"welcome\",\"role\":\"counselor\",\"sub\":\"alice@example.org\","
+		  "\"name\":\"Alice\",\"state\":\"away\",\"slot_s\":1200,\"ring_s\":20,\"version\":1,"
+		  "\"crisis_question\":\"Are you safe \\\"right now\\\"?\"}" },
 		{ PT_MSG, 0, "{\"type\":\"msg\",\"id\":0,\"text\":\"hello \xc3\xa9t\xc3\xa9 \\\\ / \\t\"}" },
 		{ PT_MSG, 1, "{\"type\":\"msg\",\"seq\":3,\"text\":\"hello \xc3\xa9t\xc3\xa9 \\\\ / \\t\"}" },
 		{ PT_ERROR, 0, "{\"type\":\"error\",\"code\":\"wrong_state\"}" },
@@ -327,6 +341,11 @@ static void test_crisis_flag(void **state)
 	assert_int_equal(m1.crisis, 1);
 	ERR("{\"type\":\"talk_now\",\"topic\":\"grief\",\"mode\":\"text\",\"crisis\":1}",
 	    "bad_field", "'crisis'");
+	OK("{\"type\":\"talk_now\",\"topic\":\"grief\",\"mode\":\"text\",\"previous\":true}");
+	assert_int_equal(m1.previous, 1);
+	assert_int_equal(m1.crisis, 0);
+	ERR("{\"type\":\"talk_now\",\"topic\":\"grief\",\"mode\":\"text\",\"previous\":\"yes\"}",
+	    "bad_field", "'previous'");
 }
 
 static void test_stats_lenient(void **state)
