@@ -256,15 +256,10 @@ static const char *end_reason(const char *r)
 	return NULL;
 }
 
-static void show_session_end(const struct proto_msg *m)
+/* Referral lines: where to turn next, one per line of the config. */
+static void show_referral(const char *p)
 {
 	char buf[CLEAN_MAX];
-	const char *why = end_reason(m->reason);
-	say("session ended (%s)", why ? why : clean(m->reason, buf, sizeof buf));
-	if (app.role != ROLE_CLIENT)
-		return;
-	/* Referral lines: where to turn next, one per line of the config. */
-	const char *p = m->referral;
 	while (*p) {
 		size_t n = strcspn(p, "\n");
 		char one[PROTO_REFERRAL_MAX + 1];
@@ -273,6 +268,29 @@ static void show_session_end(const struct proto_msg *m)
 			say("referral: %s", clean(one, buf, sizeof buf));
 		p += n + (p[n] == '\n');
 	}
+}
+
+static void show_crisis(const struct proto_msg *m)
+{
+	int mine = strcmp(m->who, "you") == 0;
+	if (app.role == ROLE_COUNSELOR) {
+		say("CRISIS flagged by %s: the timer will not end this session; your supervisors "
+		    "are alerted. /end when it is safe to", mine ? "you" : "the person");
+		return;
+	}
+	say("%s: this conversation will not be cut off by the timer. Stay as long as you need.",
+	    mine ? "you said you may not be safe" : "your counselor is concerned for your safety");
+	show_referral(m->referral);
+}
+
+static void show_session_end(const struct proto_msg *m)
+{
+	char buf[CLEAN_MAX];
+	const char *why = end_reason(m->reason);
+	say("session ended (%s)", why ? why : clean(m->reason, buf, sizeof buf));
+	if (app.role != ROLE_CLIENT)
+		return;
+	show_referral(m->referral);
 	if (strcmp(m->reason, "shutdown") != 0)   /* nobody left to take a rating */
 		say("rate this session: /rate 1-5 [comment]");
 }
@@ -314,6 +332,9 @@ static int show_session(const struct proto_msg *m)
 		return 1;
 	case PT_SESSION_END:
 		show_session_end(m);
+		return 1;
+	case PT_CRISIS:
+		show_crisis(m);
 		return 1;
 	case PT_SENT:
 	case PT_DELIVERED:
@@ -727,6 +748,7 @@ static void cmd_help(const char *arg);
 
 static void cmd_quit(const char *arg) { (void)arg; app_quit(); }
 static void cmd_end(const char *arg) { (void)arg; send_simple(PT_END); }
+static void cmd_crisis(const char *arg) { (void)arg; send_simple(PT_CRISIS); }
 static void cmd_cancel(const char *arg) { (void)arg; send_simple(PT_CANCEL); }
 static void cmd_again(const char *arg) { (void)arg; send_talk_now(); }
 static void cmd_available(const char *arg) { (void)arg; send_set_state(ST_AVAILABLE); }
@@ -799,6 +821,8 @@ static const struct command {
 	{ "away", R_COUNSELOR, cmd_away, "take a break: no offers" },
 	{ "cancel", R_CLIENT, cmd_cancel, "leave the line" },
 	{ "end", R_SESSION, cmd_end, "end the session now" },
+	{ "crisis", R_SESSION, cmd_crisis, "flag a crisis: a risk of harm (operators are alerted; "
+	  "the timer no longer ends the session)" },
 	{ "typing", R_SESSION, cmd_typing, "[off]  show the other side you are typing" },
 	{ "mute", R_SESSION, cmd_mute, "voice: stop sending audio (the other side is told)" },
 	{ "unmute", R_SESSION, cmd_unmute, "voice: send audio again" },

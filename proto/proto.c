@@ -230,6 +230,10 @@ static const struct field f_link[] = {
 	STR("you", link_you, 1, F_REQ), STR("peer", link_peer, 1, F_REQ),
 	U32("loss_pct", loss_pct, 0), U32("jitter_ms", jitter_ms, 0),
 };
+/* C->S: no fields; S->C: who flagged it, and the referral (to the client). */
+static const struct field f_crisis[] = {
+	STR("by", who, 0, 0), STR("referral", referral, 0, 0),
+};
 static const struct field f_session_end[] = {
 	STR("session_id", session_id, 1, F_REQ), REASON,
 	STR("referral", referral, 0, 0),
@@ -272,6 +276,7 @@ static const struct type_spec types[PT__COUNT] = {
 	[PT_SLOT_OVER] = T("slot_over", f_slot_over),
 	[PT_END] = T0("end"),
 	[PT_SESSION_END] = T("session_end", f_session_end),
+	[PT_CRISIS] = T("crisis", f_crisis),
 	[PT_SUBSCRIBE] = T0("subscribe"),
 	[PT_STATS] = T0("stats"),
 	[PT_MUTE] = T("mute", f_typing),
@@ -649,6 +654,56 @@ static int nodes_encode(const struct proto_stats *st, json_t *root)
 	return 0;
 }
 
+/* `stats.crises`: at most PROTO_CRISES_MAX {session_id, counselor, since_s}. */
+static enum proto_status crises_decode(json_t *root, struct proto_stats *st,
+                                       struct proto_err *err)
+{
+	json_t *arr = json_object_get(root, "crises");
+	if (arr == NULL || json_is_null(arr))
+		return PROTO_OK;
+	if (!json_is_array(arr) || json_array_size(arr) > PROTO_CRISES_MAX)
+		return fail(err, "bad_field", "field 'crises' must be an array of at most %d",
+		            PROTO_CRISES_MAX);
+	for (size_t i = 0; i < json_array_size(arr); i++) {
+		json_t *o = json_array_get(arr, i);
+		json_t *id = json_object_get(o, "session_id"), *k = json_object_get(o, "counselor");
+		json_t *since = json_object_get(o, "since_s");
+		struct proto_crisis *c = &st->crises[i];
+		if (!json_is_object(o) || !json_is_string(id) || json_string_length(id) == 0 ||
+		    json_string_length(id) > PROTO_ID_MAX || !json_is_string(k) ||
+		    !proto_sub_valid(json_string_value(k)) || !json_is_integer(since) ||
+		    json_integer_value(since) < 0)
+			return fail(err, "bad_field", "crises[%zu] needs session_id, counselor, since_s", i);
+		memcpy(c->session_id, json_string_value(id), json_string_length(id) + 1);
+		snprintf(c->counselor, sizeof c->counselor, "%s", json_string_value(k));
+		c->since_s = (uint64_t)json_integer_value(since);
+		st->ncrises = (uint32_t)i + 1;
+	}
+	return PROTO_OK;
+}
+
+static int crises_encode(const struct proto_stats *st, json_t *root)
+{
+	if (st->ncrises > PROTO_CRISES_MAX)
+		return -1;
+	json_t *arr = json_array();
+	if (json_object_set_new(root, "crises", arr) != 0)
+		return -1;
+	for (uint32_t i = 0; i < st->ncrises; i++) {
+		const struct proto_crisis *c = &st->crises[i];
+		size_t idlen = strnlen(c->session_id, sizeof c->session_id);
+		json_t *o = json_object();
+		if (idlen == 0 || idlen > PROTO_ID_MAX || !memchr(c->counselor, 0, sizeof c->counselor) ||
+		    !proto_sub_valid(c->counselor) || c->since_s > (uint64_t)INT64_MAX ||
+		    json_array_append_new(arr, o) != 0 ||
+		    json_object_set_new(o, "session_id", json_stringn(c->session_id, idlen)) != 0 ||
+		    json_object_set_new(o, "counselor", json_string(c->counselor)) != 0 ||
+		    json_object_set_new(o, "since_s", json_integer((json_int_t)c->since_s)) != 0)
+			return -1;
+	}
+	return 0;
+}
+
 static enum proto_status decode_object(json_t *root, struct proto_msg *out,
                                        struct proto_err *err)
 {
@@ -670,7 +725,9 @@ static enum proto_status decode_object(json_t *root, struct proto_msg *out,
 		for (size_t i = 0; i < NELEM(stat_fields); i++)
 			if (stat_decode(&stat_fields[i], root, &out->stats, err) != PROTO_OK)
 				return PROTO_ERR;
-		return nodes_decode(root, &out->stats, err);
+		if (nodes_decode(root, &out->stats, err) != PROTO_OK)
+			return PROTO_ERR;
+		return crises_decode(root, &out->stats, err);
 	}
 	return PROTO_OK;
 }
@@ -774,7 +831,7 @@ static int encode_fields(const struct proto_msg *m, json_t *root)
 		for (size_t i = 0; i < NELEM(stat_fields); i++)
 			if (stat_encode(&stat_fields[i], &m->stats, root) != 0)
 				return -1;
-		return nodes_encode(&m->stats, root);
+		return nodes_encode(&m->stats, root) == 0 ? crises_encode(&m->stats, root) : -1;
 	}
 	return 0;
 }

@@ -29,6 +29,7 @@
 #define PROTO_WORD_MAX 7       /* short enumerations carried as strings */
 #define PROTO_NODE_MAX 40      /* node ids: [A-Za-z0-9._-] */
 #define PROTO_NODES_MAX 16     /* nodes listed in `stats` */
+#define PROTO_CRISES_MAX 16    /* sessions in crisis listed in `stats` */
 
 enum proto_type {
 	PT_NONE = 0,
@@ -40,7 +41,7 @@ enum proto_type {
 	PT_SET_STATE, PT_STATE, PT_OFFER, PT_ACCEPT, PT_DECLINE, PT_OFFER_GONE,
 	/* session */
 	PT_SESSION_START, PT_MSG, PT_SENT, PT_ACK, PT_DELIVERED, PT_TYPING,
-	PT_SLOT_WARNING, PT_SLOT_OVER, PT_END, PT_SESSION_END,
+	PT_SLOT_WARNING, PT_SLOT_OVER, PT_END, PT_SESSION_END, PT_CRISIS,
 	/* operator */
 	PT_SUBSCRIBE, PT_STATS,
 	/* voice */
@@ -73,6 +74,13 @@ struct proto_node_stats {
 	uint64_t uptime_s;
 };
 
+/* A session in crisis in `stats.crises`: who, never what. */
+struct proto_crisis {
+	char session_id[PROTO_ID_MAX + 1];
+	char counselor[PROTO_SUB_MAX + 1];
+	uint64_t since_s;              /* seconds since it was flagged */
+};
+
 struct proto_stats {
 	uint32_t queue, oldest_wait_s;
 	uint32_t available, ringing, busy, wrapup, away;
@@ -88,6 +96,8 @@ struct proto_stats {
 	 * are the whole service's. */
 	uint32_t nnodes;
 	struct proto_node_stats nodes[PROTO_NODES_MAX];
+	uint32_t ncrises;
+	struct proto_crisis crises[PROTO_CRISES_MAX];
 };
 
 /* One message, either direction. Only the fields of `type` are meaningful;
@@ -127,14 +137,14 @@ struct proto_msg {
 	char reason[PROTO_REASON_MAX + 1];   /* error, state, cancelled, offer_gone, session_end, going_away */
 	char ref[PROTO_CODE_MAX + 1];        /* error: type name it answers, "" if unknown */
 	char session_id[PROTO_ID_MAX + 1];   /* session_start, session_end */
-	char referral[PROTO_REFERRAL_MAX + 1]; /* session_end (client) */
+	char referral[PROTO_REFERRAL_MAX + 1]; /* session_end, crisis (client) */
 	struct proto_stats stats;            /* stats */
 	/* session_start of a voice session: SRTP profile and this party's keys
 	 * (base64 of master key || salt); "" in text sessions. */
 	char srtp_profile[24];
 	char tx_key[PROTO_KEY_MAX + 1];
 	char rx_key[PROTO_KEY_MAX + 1];
-	char who[PROTO_WORD_MAX + 1];          /* audio: "you" or "peer" */
+	char who[PROTO_WORD_MAX + 1];          /* audio, crisis (`by`): "you" or "peer" */
 	char audio[PROTO_WORD_MAX + 1];        /* audio: "stopped" or "flowing" */
 	char link_you[PROTO_WORD_MAX + 1];     /* link: "good" "fair" "poor" */
 	char link_peer[PROTO_WORD_MAX + 1];

@@ -79,6 +79,8 @@ static const struct directive {
 	  "missed offers in a row before a counselor is set away" },
 	{ "wrapup", T_DURATION, FIELD(wrapup), 0, 0, 900, "1m", 0,
 	  "counselor's pause after a session before new offers" },
+	{ "crisis-wrapup", T_DURATION, FIELD(crisis_wrapup), 0, 0, 3600, "10m", 0,
+	  "counselor's pause after a session flagged in crisis, before new offers" },
 	{ "topic-wait", T_DURATION, FIELD(topic_wait), 0, 0, 600, "1m", 0,
 	  "how long a person is kept for a counselor with their topic among their skills "
 	  "before anyone free takes them (0: no waiting for a specialty)" },

@@ -31,6 +31,7 @@ struct config {
 	int ring_timeout;         /* 20, 5..120 */
 	int max_missed_offers;    /* 2, 1..10 */
 	int wrapup;               /* 60, 0..900 */
+	int crisis_wrapup;        /* 600, 0..3600: wrap-up after a session in crisis */
 	int topic_wait;           /* 60, 0..600: extra wait for a skilled counselor */
 	int previous_wait;        /* 45, 0..600: extra wait for the asked-for counselor */
 	int continuity_days;      /* 90, 0..3650: whom a person talked with is kept */

@@ -112,11 +112,13 @@ static void stats_push(struct hub *h, int force)
 {
 	struct proto_msg m = { .type = PT_STATS };
 	hub_stats_fill(h, &m.stats);
-	/* Uptime alone is no news. */
+	/* Time passing alone is no news. */
 	struct proto_stats cmp = m.stats;
 	cmp.uptime_s = h->last_stats.uptime_s;
 	for (uint32_t i = 0; i < cmp.nnodes; i++)
 		cmp.nodes[i].uptime_s = h->last_stats.nodes[i].uptime_s;
+	for (uint32_t i = 0; i < cmp.ncrises; i++)
+		cmp.crises[i].since_s = h->last_stats.crises[i].since_s;
 	if (!force && memcmp(&cmp, &h->last_stats, sizeof cmp) == 0)
 		return;
 	h->last_stats = m.stats;
@@ -265,7 +267,7 @@ static void on_store_event(void *ctx, const struct store_event *e)
 		if (e->reason)
 			snprintf(m.reason, sizeof m.reason, "%s", e->reason);
 		if (e->state == ST_WRAPUP)
-			m.wrapup_s = (uint32_t)h->cfg.wrapup;
+			m.wrapup_s = (uint32_t)(c->crisis_wrapup ? h->cfg.crisis_wrapup : h->cfg.wrapup);
 		log_info("counselor %u is %s%s%s", c->id, proto_state_name(e->state),
 		         e->reason ? ": " : "", e->reason ? e->reason : "");
 		break;
@@ -282,7 +284,7 @@ static void on_store_event(void *ctx, const struct store_event *e)
 		if (!here)
 			h->store->ops->client_requeue(h->store, e, 1);
 		if (c->kstate == ST_BUSY)
-			h->store->ops->counselor_session_over(h->store, c->id);
+			h->store->ops->counselor_session_over(h->store, c->id, 0);
 		return;
 	}
 	}
@@ -364,6 +366,7 @@ static const struct route {
 	{ PT_TYPING, R_CLIENT | R_COUNSELOR, session_on_message },
 	{ PT_END, R_CLIENT | R_COUNSELOR, session_on_message },
 	{ PT_MUTE, R_CLIENT | R_COUNSELOR, session_on_message },
+	{ PT_CRISIS, R_CLIENT | R_COUNSELOR, session_on_message },
 	{ PT_SUBSCRIBE, R_OPERATOR, on_subscribe },
 };
 
@@ -496,7 +499,8 @@ void hub_dispatch(struct conn *c, const struct proto_msg *m)
 /* What a client in a session sends to its session. */
 static int session_message(enum proto_type t)
 {
-	return t == PT_MSG || t == PT_ACK || t == PT_TYPING || t == PT_END || t == PT_MUTE;
+	return t == PT_MSG || t == PT_ACK || t == PT_TYPING || t == PT_END || t == PT_MUTE ||
+	       t == PT_CRISIS;
 }
 
 static void on_text(void *user, const char *buf, size_t len)
@@ -702,6 +706,7 @@ static int store_new(struct hub *h, char *err, size_t errlen)
 	struct store_config sc = {
 		.ring_ms = (int64_t)cfg->ring_timeout * 1000,
 		.wrapup_ms = (int64_t)cfg->wrapup * 1000 / scale,
+		.crisis_wrapup_ms = (int64_t)cfg->crisis_wrapup * 1000 / scale,
 		.max_missed = cfg->max_missed_offers,
 		.max_queue = (uint32_t)cfg->max_queue,
 		.redecline_ms = 60000,

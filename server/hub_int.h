@@ -38,6 +38,7 @@ struct conn {
 	struct session *session;
 	uint32_t sent_pos, sent_wait, sent_online; /* last `queue` pushed */
 	const char *sent_for;
+	int crisis_wrapup;             /* counselors: their last session was in crisis */
 	char rate_for[PROTO_SUB_MAX + 1]; /* counselor a rating would go to */
 	int subscribed;
 	int64_t media_err_ms;          /* last wrong_state for a stray binary frame */
@@ -75,6 +76,7 @@ struct session {
 	int64_t last_seq[2];           /* per sender: 0 client, 1 counselor */
 	int voice;                     /* relay is live */
 	struct relay relay;
+	int64_t crisis_at;             /* when it was flagged in crisis (Unix s), 0 not */
 };
 
 struct hub {

@@ -433,17 +433,18 @@ int matcher_counselor_decline(struct matcher *m, struct mcounselor *k,
 }
 
 void matcher_counselor_session_over(struct matcher *m, struct mcounselor *k,
-                                    int64_t now)
+                                    int crisis, int64_t now)
 {
 	if (!k->registered || k->state != ST_BUSY)
 		return;
-	int64_t handled = now - k->busy_since + m->cfg.wrapup_ms;
+	int64_t wrapup = crisis ? m->cfg.crisis_wrapup_ms : m->cfg.wrapup_ms;
+	int64_t handled = now - k->busy_since + wrapup;
 	/* Moving average over roughly the last five sessions. */
 	m->handle_ms += (handled - m->handle_ms) / 5;
 	if (m->handle_ms < 1)
 		m->handle_ms = 1;
-	if (m->cfg.wrapup_ms > 0) {
-		k->deadline = now + m->cfg.wrapup_ms;
+	if (wrapup > 0) {
+		k->deadline = now + wrapup;
 		set_state(m, k, ST_WRAPUP, NULL);
 		return;
 	}

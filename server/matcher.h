@@ -92,6 +92,7 @@ typedef void (*matcher_emit_fn)(void *ctx, const struct matcher_action *a);
 struct matcher_config {
 	int64_t ring_ms;
 	int64_t wrapup_ms;
+	int64_t crisis_wrapup_ms;      /* the wrap-up after a session in crisis */
 	int64_t handle_ms;             /* first guess of a session + wrap-up */
 	int64_t redecline_ms;          /* how long a decline is remembered */
 	int max_missed;
@@ -170,8 +171,10 @@ int matcher_counselor_accept(struct matcher *m, struct mcounselor *k,
 int matcher_counselor_decline(struct matcher *m, struct mcounselor *k,
                               int64_t offer_id, int64_t now);
 /* The counselor's session closed: BUSY -> WRAPUP (or AVAILABLE with no
- * wrap-up). Feeds the handling-time average. */
-void matcher_counselor_session_over(struct matcher *m, struct mcounselor *k, int64_t now);
+ * wrap-up), the longer crisis wrap-up after a session in `crisis`. Feeds
+ * the handling-time average. */
+void matcher_counselor_session_over(struct matcher *m, struct mcounselor *k, int crisis,
+                                    int64_t now);
 
 /* Time. */
 void matcher_tick(struct matcher *m, int64_t now);

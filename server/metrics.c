@@ -106,6 +106,10 @@ long metrics_render(const struct metrics *m, const struct proto_stats *s,
 	counter(&o, "earshot_connections_total", "WebSocket connections accepted.", m->connections_total);
 	counter(&o, "earshot_messages_in_total", "Messages accepted from peers.", m->messages_in);
 	counter(&o, "earshot_chat_relayed_total", "Chat messages relayed.", m->chat_relayed);
+	gauge(&o, "earshot_crisis_sessions", "Sessions in progress flagged in crisis, the whole service.",
+	      s->ncrises);
+	counter(&o, "earshot_crises_flagged_total", "Sessions flagged in crisis on this node.",
+	        m->crises_flagged);
 	put(&o, "# HELP earshot_errors_total Errors sent to peers, by code.\n"
 	        "# TYPE earshot_errors_total counter\n");
 	for (size_t i = 0; i < metrics_error_count; i++)

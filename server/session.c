@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void audio_notice(struct session *s, int side, const char *state);
 
@@ -159,7 +160,8 @@ void session_close(struct session *s, const char *reason, struct conn *gone)
 		s->counselor->session = NULL;
 		if (s->counselor != gone)
 			hub_send(s->counselor, &m);
-		h->store->ops->counselor_session_over(h->store, s->counselor->id);
+		s->counselor->crisis_wrapup = s->crisis_at != 0;
+		h->store->ops->counselor_session_over(h->store, s->counselor->id, s->crisis_at != 0);
 	}
 	if (s->client) {
 		s->client->session = NULL;
@@ -175,7 +177,7 @@ void session_close(struct session *s, const char *reason, struct conn *gone)
 				hub_send(s->client, &m);
 		}
 	}
-	log_info("session %s closed: %s", s->id, reason);
+	log_info("session %s closed: %s%s", s->id, reason, s->crisis_at ? " (in crisis)" : "");
 	if (s->voice)
 		relay_free(&s->relay);
 	list_del(&s->link);
@@ -202,6 +204,36 @@ static void relay_msg(struct session *s, struct conn *from, const struct proto_m
 	struct proto_msg ack = { .type = PT_SENT, .id = m->id, .seq = out.seq };
 	hub_send(from, &ack);
 	h->metrics.chat_relayed++;
+}
+
+/* Either side flags a crisis: the clock can no longer end the session,
+ * both sides are told (the person with the referral), operators see it in
+ * `stats.crises`, and the counselor's wrap-up after it is the longer one.
+ * Flagging again changes nothing. */
+static void flag_crisis(struct session *s, struct conn *by)
+{
+	struct hub *h = s->hub;
+	if (s->crisis_at)
+		return;
+	s->crisis_at = (int64_t)time(NULL);
+	if (s->crisis_at == 0)
+		s->crisis_at = 1;
+	slot_hold(&s->slot);
+	ev_timer_stop(h->loop, &s->timer);
+	h->metrics.crises_flagged++;
+	struct proto_msg m = { .type = PT_CRISIS };
+	for (int side = 0; side < 2; side++) {
+		struct conn *to = side ? s->counselor : s->client;
+		snprintf(m.who, sizeof m.who, "%s", to == by ? "you" : "peer");
+		if (!side)
+			snprintf(m.referral, sizeof m.referral, "%s", h->cfg.referral);
+		else
+			m.referral[0] = '\0';
+		hub_send(to, &m);
+	}
+	log_warn("session %s flagged in crisis by the %s (counselor %s)", s->id,
+	         by == s->client ? "client" : "counselor", s->counselor->ident.sub);
+	hub_stats_changed(h);
 }
 
 void session_on_message(struct conn *c, const struct proto_msg *m)
@@ -241,6 +273,9 @@ void session_on_message(struct conn *c, const struct proto_msg *m)
 		hub_send(peer, &t);
 		break;
 	}
+	case PT_CRISIS:
+		flag_crisis(s, c);
+		break;
 	default: /* PT_END */
 		session_close(s, c == s->client ? "ended_by_client" : "ended_by_counselor", NULL);
 		break;

@@ -58,7 +58,7 @@ enum slot_event slot_advance(struct slot *s, int64_t now, int64_t *remaining_ms)
 
 int64_t slot_remaining(const struct slot *s, int64_t now)
 {
-	if (s->phase != SLOT_ACTIVE || now >= s->end)
+	if ((s->phase != SLOT_ACTIVE && s->phase != SLOT_OPEN) || now >= s->end)
 		return 0;
 	return s->end - now;
 }
@@ -66,4 +66,10 @@ int64_t slot_remaining(const struct slot *s, int64_t now)
 void slot_close(struct slot *s)
 {
 	s->phase = SLOT_CLOSED;
+}
+
+void slot_hold(struct slot *s)
+{
+	if (s->phase != SLOT_CLOSED)
+		s->phase = SLOT_OPEN;
 }

@@ -11,7 +11,9 @@
 
 #define SLOT_MARKS_MAX 4
 
-enum slot_phase { SLOT_ACTIVE, SLOT_GOODBYE, SLOT_CLOSED };
+/* SLOT_OPEN: held open (a crisis): no more warnings, no end by the clock;
+ * only a person closes it. */
+enum slot_phase { SLOT_ACTIVE, SLOT_GOODBYE, SLOT_OPEN, SLOT_CLOSED };
 
 enum slot_event {
 	SLOT_EV_NONE,
@@ -45,5 +47,8 @@ int64_t slot_remaining(const struct slot *s, int64_t now);
 
 /* Ended early by a person. */
 void slot_close(struct slot *s);
+
+/* Held open from now on (from ACTIVE or GOODBYE; a no-op once closed). */
+void slot_hold(struct slot *s);
 
 #endif

@@ -3,16 +3,27 @@
  * connections, ratings, voice packets), summed for the service and listed
  * node by node. A node shares its figures with its presence as one line:
  *   sessions connections ratings_count ratings_sum uptime_s relayed dropped...
- * (dropped: one number per metrics.h drop reason, in that order). */
+ *   [crisis...]
+ * (dropped: one number per metrics.h drop reason, in that order; then one
+ * "<session id>/<counselor sub>/<flagged at, Unix s>" per session in crisis
+ * it runs, at most CRISES_PER_NODE). */
 #include "hub_int.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+#define CRISES_PER_NODE 8
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 struct figures {
 	uint64_t sessions, connections, ratings_count, ratings_sum, uptime_s, relayed;
 	uint64_t dropped[MD_COUNT];
+	int ncrises;
+	struct { char id[PROTO_ID_MAX + 1], counselor[PROTO_SUB_MAX + 1]; int64_t at; }
+		crises[CRISES_PER_NODE];
 };
 
 static void own(struct hub *h, struct figures *f)
@@ -25,6 +36,16 @@ static void own(struct hub *h, struct figures *f)
 	f->uptime_s = (uint64_t)((hub_now_ms() - h->started_ms) / 1000);
 	f->relayed = h->metrics.media_relayed;
 	memcpy(f->dropped, h->metrics.media_dropped, sizeof f->dropped);
+	struct list *it;
+	list_for_each(it, &h->sessions) {
+		const struct session *s = list_entry(it, struct session, link);
+		if (!s->crisis_at || f->ncrises == CRISES_PER_NODE)
+			continue;
+		snprintf(f->crises[f->ncrises].id, sizeof f->crises[0].id, "%s", s->id);
+		snprintf(f->crises[f->ncrises].counselor, sizeof f->crises[0].counselor, "%s",
+		         s->counselor->ident.sub);
+		f->crises[f->ncrises++].at = s->crisis_at;
+	}
 }
 
 static void format(const struct figures *f, char *buf, size_t cap)
@@ -34,6 +55,9 @@ static void format(const struct figures *f, char *buf, size_t cap)
 	                 f->ratings_sum, f->uptime_s, f->relayed);
 	for (int i = 0; i < MD_COUNT && n > 0 && (size_t)n < cap; i++)
 		n += snprintf(buf + n, cap - (size_t)n, " %" PRIu64, f->dropped[i]);
+	for (int i = 0; i < f->ncrises && n > 0 && (size_t)n < cap; i++)
+		n += snprintf(buf + n, cap - (size_t)n, " %s/%s/%lld", f->crises[i].id,
+		              f->crises[i].counselor, (long long)f->crises[i].at);
 }
 
 /* 0 when `s` holds every number (a node of another version may not). */
@@ -49,6 +73,16 @@ static int parse(const char *s, struct figures *f)
 			return -1;
 		s += used;
 	}
+	f->ncrises = 0;
+	for (int used = 0; f->ncrises < CRISES_PER_NODE; s += used) {
+		long long at;
+		used = 0;
+		if (sscanf(s, " %" STR(PROTO_ID_MAX) "[^/ ]/%" STR(PROTO_SUB_MAX) "[^/ ]/%lld%n",
+		           f->crises[f->ncrises].id, f->crises[f->ncrises].counselor, &at, &used) != 3 ||
+		    !used)
+			break;
+		f->crises[f->ncrises++].at = at;
+	}
 	return 0;
 }
 
@@ -61,6 +95,17 @@ static void add(struct figures *sum, const struct figures *f)
 	sum->relayed += f->relayed;
 	for (int i = 0; i < MD_COUNT; i++)
 		sum->dropped[i] += f->dropped[i];
+}
+
+/* The node's sessions in crisis join the service's list. */
+static void alert(struct proto_stats *s, const struct figures *f, int64_t now)
+{
+	for (int i = 0; i < f->ncrises && s->ncrises < PROTO_CRISES_MAX; i++) {
+		struct proto_crisis *c = &s->crises[s->ncrises++];
+		snprintf(c->session_id, sizeof c->session_id, "%s", f->crises[i].id);
+		snprintf(c->counselor, sizeof c->counselor, "%s", f->crises[i].counselor);
+		c->since_s = now > f->crises[i].at ? (uint64_t)(now - f->crises[i].at) : 0;
+	}
 }
 
 static void list(struct proto_stats *s, const char *node, const struct figures *f)
@@ -80,6 +125,7 @@ static void list(struct proto_stats *s, const char *node, const struct figures *
 void hub_stats_fill(struct hub *h, struct proto_stats *s)
 {
 	struct figures mine, sum = { 0 };
+	int64_t now = (int64_t)time(NULL);
 	own(h, &mine);
 	char line[STORE_FIGURES_MAX];
 	format(&mine, line, sizeof line);
@@ -109,10 +155,12 @@ void hub_stats_fill(struct hub *h, struct proto_stats *s)
 		listed |= self;
 		add(&sum, &f);
 		list(s, ms.nodes[i].node, &f);
+		alert(s, &f, now);
 	}
 	if (!listed) {
 		add(&sum, &mine);
 		list(s, h->node, &mine);
+		alert(s, &mine, now);
 	}
 	s->sessions = (uint32_t)sum.sessions;
 	s->connections = (uint32_t)sum.connections;

@@ -76,7 +76,7 @@ struct store_event {
 
 typedef void (*store_emit_fn)(void *ctx, const struct store_event *e);
 
-#define STORE_FIGURES_MAX 256
+#define STORE_FIGURES_MAX 1024
 
 /* What the operator sees of the queue and the counselors (cluster-wide),
  * and every live node's own figures as it published them. */
@@ -124,8 +124,9 @@ struct store_ops {
 	/* An SE_MATCHED whose counselor had gone before it arrived: the client
 	 * goes back to their place in line (`present` 0: they are gone too). */
 	void (*client_requeue)(struct store *s, const struct store_event *matched, int present);
-	/* The counselor's session closed: wrap-up (or available). */
-	void (*counselor_session_over)(struct store *s, uint32_t conn);
+	/* The counselor's session closed: wrap-up (the crisis one after a
+	 * session in `crisis`), or available. */
+	void (*counselor_session_over)(struct store *s, uint32_t conn, int crisis);
 	/* The latest known figures (Redis: refreshed four times a second). */
 	void (*stats)(struct store *s, struct store_stats *out);
 	/* This node's own figures, a line the hub writes and reads back from
@@ -142,7 +143,7 @@ struct store {
 
 /* The rules' parameters, in ms (session clocks already time-scaled). */
 struct store_config {
-	int64_t ring_ms, wrapup_ms, handle_ms, redecline_ms;
+	int64_t ring_ms, wrapup_ms, crisis_wrapup_ms, handle_ms, redecline_ms;
 	int max_missed;
 	uint32_t max_queue;
 	int64_t topic_wait_ms, previous_wait_ms;

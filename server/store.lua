@@ -10,7 +10,7 @@
 -- line each ("offer ...", "gone ...", "state ...", "matched ..."); the
 -- node pops them in order. Every function takes the rules first:
 --   ring_ms wrapup_ms redecline_ms max_missed max_queue handle_ms ev_ttl_ms
---   topic_wait_ms previous_wait_ms memory_ms
+--   topic_wait_ms previous_wait_ms memory_ms crisis_wrapup_ms
 -- then its own arguments. Times are Redis' clock, in ms.
 
 local P = 'earshot:'
@@ -21,7 +21,7 @@ local COUNTS = P .. 'counts'        -- HASH state -> counselors in it
 local NODES = P .. 'nodes'          -- SET node ids ever registered and not swept
 local STATS = P .. 'stats'          -- HASH served abandoned handle_ms qver qseq offer_seq
 local LAPSES = P .. 'lapses'        -- ZSET "<client gid>|p" / "|t" -> when a preference lapses
-local NARGS = 10
+local NARGS = 11
 local STATES = { 'away', 'available', 'ringing', 'busy', 'wrapup' }
 
 local function kkey(g) return P .. 'k:' .. g end
@@ -42,7 +42,8 @@ local function rules(args)
         redecline_ms = tonumber(args[3]), max_missed = tonumber(args[4]),
         max_queue = tonumber(args[5]), handle_ms = tonumber(args[6]),
         ev_ttl_ms = tonumber(args[7]), topic_wait_ms = tonumber(args[8]),
-        previous_wait_ms = tonumber(args[9]), memory_ms = tonumber(args[10]) }
+        previous_wait_ms = tonumber(args[9]), memory_ms = tonumber(args[10]),
+        crisis_wrapup_ms = tonumber(args[11]) }
 end
 
 local function now()
@@ -513,18 +514,19 @@ redis.register_function('es_requeue', with_rules(function(a, t)
   return 'ok'
 end))
 
--- counselor gid: their session closed
+-- counselor gid, crisis (0|1): their session closed
 redis.register_function('es_k_over', with_rules(function(a, t)
   local kg = a[1]
   local k = get(kkey(kg))
   if not k or k.state ~= 'busy' then return 'ok' end
+  local wrapup = a[2] == '1' and C.crisis_wrapup_ms or C.wrapup_ms
   local h = handle_ms()
-  local d = t - tonumber(k.busy_since) + C.wrapup_ms - h
+  local d = t - tonumber(k.busy_since) + wrapup - h
   h = math.max(1, h + (d >= 0 and math.floor(d / 5) or -math.floor(-d / 5)))
   redis.call('HSET', STATS, 'handle_ms', h)
-  if C.wrapup_ms > 0 then
-    redis.call('HSET', kkey(kg), 'deadline', t + C.wrapup_ms)
-    redis.call('ZADD', DEADLINES, t + C.wrapup_ms, kg)
+  if wrapup > 0 then
+    redis.call('HSET', kkey(kg), 'deadline', t + wrapup)
+    redis.call('ZADD', DEADLINES, t + wrapup, kg)
     set_state(kg, k, 'wrapup', nil)
   else
     back_to_work(kg, k, t)

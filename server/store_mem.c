@@ -346,12 +346,12 @@ static void client_requeue(struct store *st, const struct store_event *m, int pr
 	(void)present;
 }
 
-static void counselor_session_over(struct store *st, uint32_t conn)
+static void counselor_session_over(struct store *st, uint32_t conn, int crisis)
 {
 	struct store_mem *s = MEM(st);
 	struct entry *e = find(s, conn);
 	if (e)
-		matcher_counselor_session_over(&s->m, &e->mk, now_ms());
+		matcher_counselor_session_over(&s->m, &e->mk, crisis, now_ms());
 	settle(s);
 }
 
@@ -433,7 +433,8 @@ struct store *store_mem_new(struct ev_loop *loop, const struct store_config *cfg
 	s->ctx = ctx;
 	snprintf(s->node, sizeof s->node, "%s", node);
 	struct matcher_config mc = {
-		.ring_ms = cfg->ring_ms, .wrapup_ms = cfg->wrapup_ms, .handle_ms = cfg->handle_ms,
+		.ring_ms = cfg->ring_ms, .wrapup_ms = cfg->wrapup_ms,
+		.crisis_wrapup_ms = cfg->crisis_wrapup_ms, .handle_ms = cfg->handle_ms,
 		.redecline_ms = cfg->redecline_ms, .max_missed = cfg->max_missed,
 		.max_queue = cfg->max_queue, .topic_wait_ms = cfg->topic_wait_ms,
 		.previous_wait_ms = cfg->previous_wait_ms,

@@ -36,7 +36,7 @@
 #define BACKOFF_MAX_S 5.0
 #define EV_BATCH "64"
 #define ARGV_MAX 16
-#define NRULES 10                  /* store.lua's NARGS */
+#define NRULES 11                  /* store.lua's NARGS */
 
 /* What this node holds: a waiting client or a counselor. */
 struct local {
@@ -51,7 +51,8 @@ struct local {
 	char sub[PROTO_SUB_MAX + 1];   /* a counselor's, and their skills */
 	char skills[MATCHER_SKILLS_MAX];
 	enum proto_state kstate;
-	int over_pending;              /* session_over while Redis was away */
+	int over_pending;              /* session_over while Redis was away, */
+	int over_crisis;               /* after a session in crisis */
 };
 
 struct store_redis {
@@ -477,6 +478,15 @@ static void pop_events(struct store_redis *s)
 	redisAsyncCommandArgv(s->ev, on_events, NULL, 7, argv, NULL);
 }
 
+/* es_k_over: the counselor's session closed (in crisis or not). */
+static void session_over_call(struct store_redis *s, uint32_t conn, int crisis)
+{
+	char g[STORE_NODE_MAX + 16];
+	gid(s, conn, g, sizeof g);
+	const char *argv[] = { g, crisis ? "1" : "0" };
+	fcall(s, on_quiet_reply, NULL, "es_k_over", 2, argv, NULL);
+}
+
 /* es_resync: the node's waiting clients (oldest first) and counselors. */
 static void on_resynced(redisAsyncContext *ac, void *reply, void *priv);
 
@@ -547,10 +557,7 @@ static void on_resynced(redisAsyncContext *ac, void *reply, void *priv)
 	idtable_for_each(&s->locals, b, node) {
 		struct local *l = LOCAL(node);
 		if (l->over_pending) {
-			char g[STORE_NODE_MAX + 16];
-			gid(s, l->node.id, g, sizeof g);
-			const char *argv[] = { g };
-			fcall(s, on_quiet_reply, NULL, "es_k_over", 1, argv, NULL);
+			session_over_call(s, l->node.id, l->over_crisis);
 			l->over_pending = 0;
 		}
 	}
@@ -746,7 +753,7 @@ static void client_gone(struct store *st, uint32_t conn)
 	client_leave(RED(st), conn, 0);
 }
 
-/* es_k_gone, es_k_over: the counselor's gid alone. */
+/* es_k_gone: the counselor's gid alone. */
 static void counselor_call(struct store_redis *s, const char *fn, uint32_t conn)
 {
 	char g[STORE_NODE_MAX + 16];
@@ -818,16 +825,18 @@ static void client_requeue(struct store *st, const struct store_event *m, int pr
 		         m->client.conn);
 }
 
-static void counselor_session_over(struct store *st, uint32_t conn)
+static void counselor_session_over(struct store *st, uint32_t conn, int crisis)
 {
 	struct store_redis *s = RED(st);
 	struct local *l = local_find(s, conn);
 	if (!s->ready) {
-		if (l)
+		if (l) {
 			l->over_pending = 1;
+			l->over_crisis = crisis;
+		}
 		return;
 	}
-	counselor_call(s, "es_k_over", conn);
+	session_over_call(s, conn, crisis);
 }
 
 static void stats(struct store *st, struct store_stats *out)
@@ -940,7 +949,7 @@ struct store *store_redis_new(struct ev_loop *loop, const struct store_config *c
 	long long rules[NRULES] = { cfg->ring_ms, cfg->wrapup_ms, cfg->redecline_ms,
 		                    cfg->max_missed, cfg->max_queue, cfg->handle_ms,
 		                    ttl_ms * 3 > 30000 ? ttl_ms * 3 : 30000, cfg->topic_wait_ms,
-		                    cfg->previous_wait_ms, cfg->memory_ms };
+		                    cfg->previous_wait_ms, cfg->memory_ms, cfg->crisis_wrapup_ms };
 	for (int i = 0; i < NRULES; i++)
 		snprintf(s->rules[i], sizeof s->rules[i], "%lld", rules[i]);
 	s->backoff = BACKOFF_MIN_S;

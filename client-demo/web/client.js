@@ -159,6 +159,8 @@ function onSessionStart(m) {
   clearInterval(waitTick);
   localStorage.setItem(TALKED_KEY, '1');
   $('previous-field').hidden = false;
+  $('unsafe').hidden = false;
+  $('crisis-panel').hidden = true;
   const who = m.peer || 'a counselor';
   setText('session-h', `You're talking with ${who}`);
   setText('session-topic', `Topic: ${topicLabel(m.topic)}`);
@@ -178,7 +180,23 @@ function onSessionStart(m) {
 
 const resetEnd = endButton(() => sock.send({ type: 'end' }));
 
+// ---- a crisis ----
+
+$('unsafe').addEventListener('click', () => sock.send({ type: 'crisis' }));
+
+function onCrisis(m) {
+  slot.hold("This conversation won't be cut off by the timer. Stay as long as you need.");
+  setText('crisis-why', m.by === 'you'
+    ? "Thank you for telling us. Your counselor is with you, and a supervisor knows. If you're in danger right now, please reach out now:"
+    : "Your counselor is concerned for your safety. They're staying with you. If you're in danger right now, please reach out now:");
+  $('crisis-referral').replaceChildren(...(m.referral || '').split('\n').filter(Boolean)
+    .map((line) => Object.assign(document.createElement('li'), { textContent: line })));
+  $('crisis-panel').hidden = false;
+  $('unsafe').hidden = true;
+}
+
 function onSessionEnd(m) {
+  $('crisis-panel').hidden = true;
   phase = 'ended';
   rated = false;
   chat.stop();
@@ -332,6 +350,7 @@ sock.addEventListener('message', ({ detail: m }) => {
   case 'slot_warning': slot.warning(m.remaining_s); break;
   case 'slot_over': slot.over(m.grace_s); break;
   case 'session_end': onSessionEnd(m); break;
+  case 'crisis': onCrisis(m); break;
   case 'rated': onRated(); break;
   case 'error': onError(m); break;
   case 'going_away': announce('earshot is restarting; this page will reconnect by itself.'); break;

@@ -225,6 +225,18 @@ function onOfferGone(m) {
 
 // ---- session ----
 
+// A crisis, flagged by either side: the timer no longer ends the session,
+// supervisors are alerted, and the wrap-up after it is the longer one.
+$('flag-crisis').addEventListener('click', () => sock.send({ type: 'crisis' }));
+
+function onCrisis(m) {
+  slot.hold('The timer will not end this session: end it when it is safe to.');
+  $('crisis-banner').textContent = `Crisis flagged ${m.by === 'you' ? 'by you' : 'by the person'}. `
+    + 'Your supervisors have been alerted, and the person has been shown where to get urgent help.';
+  $('crisis-banner').hidden = false;
+  $('flag-crisis').hidden = true;
+}
+
 function onSessionStart(m) {
   endOffer();
   setText('session-topic', `Topic: ${topicLabel(m.topic)} · by ${m.mode}`);
@@ -232,6 +244,8 @@ function onSessionStart(m) {
   chat.start(m.peer || 'The person');
   slot.start(m.remaining_s);
   resetEnd();
+  $('crisis-banner').hidden = true;
+  $('flag-crisis').hidden = false;
   if (m.mode === 'voice') {
     call.start(m, sock, m.peer || 'The person');
     show('v-session', 'session-h');
@@ -303,6 +317,7 @@ function onMessage(m) {
   case 'slot_warning': slot.warning(m.remaining_s); break;
   case 'slot_over': slot.over(m.grace_s); break;
   case 'session_end': onSessionEnd(m); break;
+  case 'crisis': onCrisis(m); break;
   case 'going_away': announce('The server is restarting; this console will reconnect by itself.'); break;
   case 'error':
     if (m.code === 'rate_limited') setNote('alert', "That was a lot at once; some of it wasn't sent.");

@@ -1,10 +1,11 @@
 // operator.js - the operator dashboard (/operator): connects as an operator,
 // subscribes to `stats` (PROTOCOL.md) and shows them: the numbers as they
-// are now, a chart of the queue over the last hour (chart.js), and a banner
-// while the connection is down. It shows only what the server reports:
-// per-topic and per-node figures and crisis alerts are not in `stats` yet.
+// are now, a chart of the queue over the last hour (chart.js), a banner
+// while the connection is down, and sessions in crisis at the top (with a
+// notification when one is flagged): who and since when, never content.
 import { EarshotSocket, tokenFor } from './socket.js';
 import { TimeChart } from './chart.js';
+import { notify } from './attention.js';
 
 const HOUR_MS = 3600 * 1000;
 const SUMMARY_EVERY_MS = 60 * 1000;
@@ -92,6 +93,7 @@ function render(st) {
   renderUptime();
   renderMedia(st.media);
   renderNodes(st.nodes || []);
+  renderCrises(st.crises || []);
   document.title = st.queue > 0 ? `(${st.queue}) earshot · operator` : 'earshot · operator';
 }
 
@@ -120,6 +122,23 @@ function renderMedia(media) {
   });
   const now = Array.from(list.children, (r) => r.textContent).join('|');
   if (now !== rows.map((r) => r.textContent).join('|')) list.replaceChildren(...rows);
+}
+
+// Sessions flagged in crisis: each listed while it lasts; a new one is
+// announced (role=alert) and, when allowed, notified.
+const crisesSeen = new Set();
+function renderCrises(crises) {
+  const items = crises.map((c) => Object.assign(document.createElement('li'), {
+    textContent: `Session ${c.session_id} · counselor ${c.counselor} · flagged ${mss(c.since_s)} ago`,
+  }));
+  $('crisis-list').replaceChildren(...items);
+  $('crises').hidden = crises.length === 0;
+  for (const c of crises) {
+    if (crisesSeen.has(c.session_id)) continue;
+    crisesSeen.add(c.session_id);
+    notify('earshot: crisis flagged', `Counselor ${c.counselor}, session ${c.session_id}`);
+  }
+  if (crises.length) document.title = `(crisis) ${document.title}`;
 }
 
 function renderNodes(nodes) {

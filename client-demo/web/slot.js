@@ -49,6 +49,14 @@ export class SlotTimer {
     clearInterval(this.tick);
   }
 
+  // A crisis: the clock no longer ends the session.
+  hold(text) {
+    clearInterval(this.tick);
+    this.timer.textContent = 'open';
+    this.timer.removeAttribute('datetime');
+    this.say(text);
+  }
+
   say(text) {
     this.notice.hidden = false;
     this.notice.textContent = text;

@@ -272,6 +272,78 @@ static void test_crisis_question(void **state)
 	assert_int_equal(h_server_stop(&s), 0);
 }
 
+/* GET /stats until it holds `want` (or not, with `present` 0): on Redis the
+ * figures are refreshed four times a second. */
+static void stats_until(const struct h_server *s, const char *want, int present)
+{
+	char body[16384];
+	for (int i = 0; i < 100; i++) {
+		assert_int_equal(h_http_get(s->port, "/stats", body, sizeof body), 200);
+		if ((strstr(body, want) != NULL) == present)
+			return;
+		h_pump(50);
+	}
+	fail_msg("/stats %s '%s': %s", present ? "never had" : "kept", want, body);
+}
+
+/* Either side flags a crisis: both are told (the person with the
+ * referral), operators see the session and counselor in stats and
+ * metrics, the slot no longer ends it, and after it the counselor gets the
+ * longer crisis wrap-up. */
+static void test_crisis_in_session(void **state)
+{
+	(void)state;
+	struct h_server s;
+	/* A 15-minute slot in 3 s, a 10-minute crisis wrap-up in 2 s. */
+	const char *const args[] = { "--time-scale", "300", "--slot-length", "15m",
+		                     "--goodbye-grace", "5s", "--wrapup", "0", "--crisis-wrapup",
+		                     "10m", NULL };
+	assert_int_equal(h_server_start(&s, args), 0);
+	struct h_peer *k = counselor(&s, "kim", NULL);
+	struct h_peer *c = person(&s, "p-crisis");
+	talk_now(c, "general", 0);
+	accept_offer(k, expect(k, PT_OFFER), c);
+	stats_until(&s, "\"crises\":[]", 1);
+	h_send_json(c, "{\"type\":\"crisis\"}");
+	const struct proto_msg *m = expect(c, PT_CRISIS);
+	assert_string_equal(m->who, "you");
+	assert_non_null(strstr(m->referral, "emergency"));
+	m = expect(k, PT_CRISIS);
+	assert_string_equal(m->who, "peer");
+	assert_string_equal(m->referral, "");
+	stats_until(&s, "\"counselor\":\"kim\",\"since_s\":", 1);
+	char body[16384];
+	assert_int_equal(h_http_get(s.port, "/metrics", body, sizeof body), 200);
+	assert_non_null(strstr(body, "earshot_crisis_sessions 1\n"));
+	assert_non_null(strstr(body, "earshot_crises_flagged_total 1\n"));
+	/* Flagged again by the counselor: nothing new. */
+	h_send_json(k, "{\"type\":\"crisis\"}");
+	/* Well past the slot and its grace: still going, no warning, no end. */
+	const struct proto_msg *n;
+	int64_t until = now_ms() + 4500;
+	while ((n = h_next(c, (int)(until - now_ms()))) != NULL && now_ms() < until)
+		if (n->type == PT_SESSION_END || n->type == PT_SLOT_OVER || n->type == PT_CRISIS)
+			fail_msg("unexpected '%s' in a session held open", proto_type_name(n->type));
+	h_send_json(c, "{\"type\":\"msg\",\"id\":1,\"text\":\"still here\"}");
+	assert_string_equal(expect(k, PT_MSG)->text, "still here");
+	h_send_json(k, "{\"type\":\"end\"}");
+	assert_string_equal(expect(c, PT_SESSION_END)->reason, "ended_by_counselor");
+	m = expect(k, PT_STATE);
+	while (m->state == ST_BUSY)
+		m = expect(k, PT_STATE);
+	assert_int_equal(m->state, ST_WRAPUP);
+	assert_int_equal(m->wrapup_s, 600);
+	stats_until(&s, "\"crises\":[]", 1);
+	/* A session not in crisis still ends with its slot. */
+	assert_int_equal(expect(k, PT_STATE)->state, ST_AVAILABLE);   /* after 2 s */
+	talk_now(c, "general", 0);
+	accept_offer(k, expect(k, PT_OFFER), c);
+	assert_int_equal(h_wait(c, PT_SESSION_END, 3000 + T) != NULL, 1);
+	h_peer_free(c);
+	h_peer_free(k);
+	assert_int_equal(h_server_stop(&s), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -280,6 +352,7 @@ int main(void)
 		cmocka_unit_test(test_previous_counselor),
 		cmocka_unit_test(test_previous_wait),
 		cmocka_unit_test(test_crisis_question),
+		cmocka_unit_test(test_crisis_in_session),
 	};
 	return cmocka_run_group_tests(tests, h_group_setup, h_group_teardown);
 }

@@ -323,6 +323,34 @@ static void test_text_across_nodes(void **state)
 	assert_int_equal(h_server_stop(&b), 0);
 }
 
+/* A crisis flagged by the person on node A in a session run by node B:
+ * both told, the slot no longer ends it, and operators on A see it (from
+ * B's figures) until it ends. */
+static void test_crisis_across_nodes(void **state)
+{
+	(void)state;
+	struct h_server a, b;
+	fresh_db(9);
+	node_start(&a, "host", "--time-scale 300 --slot-length 15m --goodbye-grace 5s");
+	node_start(&b, "owner", "--time-scale 300 --slot-length 15m --goodbye-grace 5s");
+	struct h_peer *c, *k;
+	start_session_across(&a, &b, &c, &k, "kim");
+	assert_int_equal(h_send_json(c, "{\"type\":\"crisis\"}"), 0);
+	const struct proto_msg *m = expect(c, PT_CRISIS);
+	assert_string_equal(m->who, "you");
+	assert_non_null(strstr(m->referral, "emergency"));
+	assert_string_equal(expect(k, PT_CRISIS)->who, "peer");
+	stats_until(&a, "\"counselor\":\"kim\",\"since_s\":");
+	assert_null(h_wait(c, PT_SESSION_END, 4000));    /* the 3 s slot has passed */
+	assert_int_equal(h_send_json(c, "{\"type\":\"end\"}"), 0);
+	assert_string_equal(expect(k, PT_SESSION_END)->reason, "ended_by_client");
+	stats_until(&a, "\"crises\":[]");
+	h_peer_free(c);
+	h_peer_free(k);
+	assert_int_equal(h_server_stop(&a), 0);
+	assert_int_equal(h_server_stop(&b), 0);
+}
+
 /* The offer ringing at `k`, accepted; returns whether it said "talked
  * before". */
 static int accept_next(struct h_peer *k)
@@ -475,6 +503,7 @@ int main(void)
 		cmocka_unit_test(test_redis_restart),
 		cmocka_unit_test(test_text_across_nodes),
 		cmocka_unit_test(test_preferences_across_nodes),
+		cmocka_unit_test(test_crisis_across_nodes),
 		cmocka_unit_test(test_session_node_killed),
 		cmocka_unit_test(test_unreachable_client_node),
 	};

@@ -187,7 +187,7 @@ static void test_table_names_unique_and_complete(void **state)
 		"time-scale", "log-level", "referral", "srtp-profile", "media-max-packet",
 		"media-max-pps", "media-queue", "silence-timeout", "link-report", "web-root",
 		"redis", "node-id", "presence-ttl", "advertise-url", "topic-wait",
-		"previous-wait", "continuity-days", "crisis-question",
+		"previous-wait", "continuity-days", "crisis-question", "crisis-wrapup",
 	};
 	assert_int_equal(NDIRECTIVES, sizeof(want) / sizeof(want[0]));
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)

@@ -338,7 +338,7 @@ static void test_fifo_three_clients_two_counselors(void **state)
 	assert_string_equal(queue_str(), "c103");
 
 	now = T0 + 9000 + 600000;
-	matcher_counselor_session_over(&M, &K[2], now);
+	matcher_counselor_session_over(&M, &K[2], 0, now);
 	EXPECT("k2 wrapup");
 	assert_int_equal(matcher_next_deadline(&M), now + WRAPUP);
 	tick_at(now + WRAPUP);
@@ -483,7 +483,7 @@ static void test_topic_skilled_frees_in_time(void **state)
 	enq(1);
 	EXPECT("");
 	now += 20000;
-	matcher_counselor_session_over(&M, &K[2], now);
+	matcher_counselor_session_over(&M, &K[2], 0, now);
 	EXPECT("k2 available:wrapup_done; k2 ringing; offer c101 k2 #2 w20");
 	assert_int_equal(K[1].state, ST_AVAILABLE);
 }
@@ -551,11 +551,11 @@ static void test_previous_held_and_kept(void **state)
 	assert_int_equal(enq_full(2, "grief", MODE_TEXT, 0, "k2", 1), MATCHER_OK);
 	assert_string_equal(queue_str(), "c101 c102");
 	now += 1000;
-	matcher_counselor_session_over(&M, &K[2], now);
+	matcher_counselor_session_over(&M, &K[2], 0, now);
 	EXPECT("k2 available:wrapup_done; k2 ringing; offer c102 k2 #3 w1 before");
 	assert_int_equal(held(1), HOLD_NONE);
 	now += 1000;
-	matcher_counselor_session_over(&M, &K[1], now);
+	matcher_counselor_session_over(&M, &K[1], 0, now);
 	EXPECT("k1 available:wrapup_done; k1 ringing; offer c101 k1 #4 w3");
 	check_counts();
 
@@ -566,7 +566,7 @@ static void test_previous_held_and_kept(void **state)
 	assert_int_equal(enq_full(2, "grief", MODE_TEXT, 0, "k2", 1), MATCHER_OK);
 	enq_crisis(1);
 	assert_string_equal(queue_str(), "c101 c102");
-	matcher_counselor_session_over(&M, &K[2], now);
+	matcher_counselor_session_over(&M, &K[2], 0, now);
 	EXPECT("k2 available:wrapup_done; k2 ringing; offer c101 k2 #2 w0");
 	assert_int_equal(held(2), HOLD_PREVIOUS);
 }
@@ -616,6 +616,32 @@ static void test_previous_falls_back(void **state)
 	EXPECT("k1 ringing; offer c101 k1 #2 w0");
 }
 
+/* After a session in crisis the counselor's wrap-up is the longer one. */
+static void test_crisis_wrapup(void **state)
+{
+	(void)state;
+	struct matcher_config cfg = default_cfg();
+	cfg.crisis_wrapup_ms = 10 * WRAPUP;
+	init_with(&cfg);
+	kup(1);
+	enq(1);
+	kaccept(1);
+	rec.n = 0;
+	matcher_counselor_session_over(&M, &K[1], 1, now);
+	EXPECT("k1 wrapup");
+	assert_int_equal(matcher_next_deadline(&M), now + 10 * WRAPUP);
+	tick_at(now + WRAPUP);
+	EXPECT("");
+	tick_at(now + 9 * WRAPUP);
+	EXPECT("k1 available:wrapup_done");
+	/* Not in crisis: the usual one. */
+	enq(2);
+	kaccept(1);
+	rec.n = 0;
+	matcher_counselor_session_over(&M, &K[1], 0, now);
+	assert_int_equal(matcher_next_deadline(&M), now + WRAPUP);
+}
+
 static void test_idle_tie_goes_to_roster_order(void **state)
 {
 	(void)state;
@@ -642,10 +668,10 @@ static void test_idle_restarts_after_wrapup(void **state)
 	kaccept(2);
 	rec.n = 0;
 	now += 100000;
-	matcher_counselor_session_over(&M, &K[2], now);     /* k2 first */
+	matcher_counselor_session_over(&M, &K[2], 0, now);     /* k2 first */
 	int64_t k2_free = now + WRAPUP;
 	now += 5000;
-	matcher_counselor_session_over(&M, &K[1], now);
+	matcher_counselor_session_over(&M, &K[1], 0, now);
 	int64_t k1_free = now + WRAPUP;
 	EXPECT("k2 wrapup; k1 wrapup");
 	assert_int_equal(matcher_next_deadline(&M), k2_free);
@@ -713,7 +739,7 @@ static void test_declined_head_keeps_place(void **state)
 	kaccept(1);
 	rec.n = 0;
 	now += 100000;
-	matcher_counselor_session_over(&M, &K[2], now);
+	matcher_counselor_session_over(&M, &K[2], 0, now);
 	tick_at(now + WRAPUP);
 	EXPECT("k2 wrapup; k2 available:wrapup_done; k2 ringing; offer c101 k2 #4 w162");
 }
@@ -882,7 +908,7 @@ static void test_accept_resets_missed(void **state)
 	kaccept(1);
 	assert_int_equal(K[1].missed, 0);
 	now += 300000;
-	matcher_counselor_session_over(&M, &K[1], now);
+	matcher_counselor_session_over(&M, &K[1], 0, now);
 	tick_at(now + WRAPUP);
 	enq(2);
 	rec.n = 0;
@@ -1007,7 +1033,7 @@ static void test_counselor_disconnect_while_ringing_requeues(void **state)
 	matcher_counselor_remove(&M, &K[1], now);
 	check_counts();
 	now += 100000;
-	matcher_counselor_session_over(&M, &K[2], now);
+	matcher_counselor_session_over(&M, &K[2], 0, now);
 	tick_at(now + WRAPUP);
 	EXPECT("k2 wrapup; k2 available:wrapup_done; k2 ringing; offer c101 k2 #3 w163");
 }
@@ -1040,7 +1066,7 @@ static void test_counselor_remove_in_other_states(void **state)
 	kup(3);
 	enq(1);
 	kaccept(2);
-	matcher_counselor_session_over(&M, &K[2], now + 1000);  /* wrapup */
+	matcher_counselor_session_over(&M, &K[2], 0, now + 1000);  /* wrapup */
 	rec.n = 0;
 	assert_int_equal(matcher_next_deadline(&M), now + 1000 + WRAPUP);
 	matcher_counselor_remove(&M, &K[1], now);
@@ -1068,7 +1094,7 @@ static void test_wrapup_via_tick(void **state)
 	rec.n = 0;
 	int64_t t1 = now + 600000;
 	now = t1;
-	matcher_counselor_session_over(&M, &K[1], now);
+	matcher_counselor_session_over(&M, &K[1], 0, now);
 	EXPECT("k1 wrapup");
 	assert_int_equal(K[1].state, ST_WRAPUP);
 	assert_int_equal(matcher_next_deadline(&M), t1 + WRAPUP);
@@ -1096,7 +1122,7 @@ static void test_wrapup_zero_goes_straight_to_available(void **state)
 	enq(2);
 	rec.n = 0;
 	now += 300000;
-	matcher_counselor_session_over(&M, &K[1], now);
+	matcher_counselor_session_over(&M, &K[1], 0, now);
 	EXPECT("k1 available:wrapup_done; k1 ringing; offer c102 k1 #2 w300");
 	assert_int_equal(K[1].idle_since, now);
 	assert_int_equal(matcher_next_deadline(&M), now + RING);
@@ -1106,13 +1132,13 @@ static void test_session_over_when_not_busy_is_noop(void **state)
 {
 	(void)state;
 	kadd(1);
-	matcher_counselor_session_over(&M, &K[1], now);         /* away */
+	matcher_counselor_session_over(&M, &K[1], 0, now);         /* away */
 	kavail(1);
 	rec.n = 0;
-	matcher_counselor_session_over(&M, &K[1], now);         /* available */
+	matcher_counselor_session_over(&M, &K[1], 0, now);         /* available */
 	enq(1);
 	rec.n = 0;
-	matcher_counselor_session_over(&M, &K[1], now);         /* ringing */
+	matcher_counselor_session_over(&M, &K[1], 0, now);         /* ringing */
 	EXPECT("");
 	assert_int_equal(K[1].state, ST_RINGING);
 	assert_int_equal(M.handle_ms, HANDLE);
@@ -1125,7 +1151,7 @@ static void test_set_available_ends_wrapup_early(void **state)
 	kup(1);
 	enq(1);
 	kaccept(1);
-	matcher_counselor_session_over(&M, &K[1], now + 1000);
+	matcher_counselor_session_over(&M, &K[1], 0, now + 1000);
 	rec.n = 0;
 	now += 5000;
 	kavail(1);
@@ -1152,7 +1178,7 @@ static void test_next_deadline_is_the_earliest(void **state)
 	now = T0 + 2000;
 	kaccept(2);
 	now = T0 + 5000;
-	matcher_counselor_session_over(&M, &K[2], now); /* wrap-up until T0 + 65000 */
+	matcher_counselor_session_over(&M, &K[2], 0, now); /* wrap-up until T0 + 65000 */
 	assert_int_equal(matcher_next_deadline(&M), T0 + RING);
 	now = T0 + 6000;
 	kaccept(1);
@@ -1214,7 +1240,7 @@ static void test_set_away_from_available_and_wrapup(void **state)
 	kavail(1);
 	enq(1);
 	kaccept(1);
-	matcher_counselor_session_over(&M, &K[1], now + 1000);
+	matcher_counselor_session_over(&M, &K[1], 0, now + 1000);
 	rec.n = 0;
 	kaway(1);
 	EXPECT("k1 away:by_you");
@@ -1267,7 +1293,7 @@ static void test_wrong_state_errors(void **state)
 	rec.n = 0;
 	/* busy: everything is wrong */
 	expect_errors(1, WS, WS, WS, WS);
-	matcher_counselor_session_over(&M, &K[1], now + 1000);
+	matcher_counselor_session_over(&M, &K[1], 0, now + 1000);
 	rec.n = 0;
 	/* wrap-up: nothing to accept or decline */
 	expect_errors(1, SKIP, SKIP, WS, WS);
@@ -1443,7 +1469,7 @@ static void test_estimate_busy_and_away(void **state)
 	assert_int_equal(est(2), 600);
 	assert_int_equal(est(3), 900);
 	/* One goes to wrap-up then away: only one online. */
-	matcher_counselor_session_over(&M, &K[2], now);
+	matcher_counselor_session_over(&M, &K[2], 0, now);
 	assert_int_equal(matcher_online(&M), 2);        /* wrap-up is online */
 	kaway(2);
 	assert_int_equal(matcher_online(&M), 1);
@@ -1494,7 +1520,7 @@ static void test_estimate_moving_average(void **state)
 	enq(1);
 	kaccept(1);
 	now += 300000;
-	matcher_counselor_session_over(&M, &K[1], now);
+	matcher_counselor_session_over(&M, &K[1], 0, now);
 	/* 600000 + (300000 + 60000 - 600000) / 5 */
 	assert_int_equal(M.handle_ms, 552000);
 	assert_int_equal(est(1), 560);       /* 552 s */
@@ -1502,7 +1528,7 @@ static void test_estimate_moving_average(void **state)
 	enq(2);
 	kaccept(1);
 	now += 1000000;
-	matcher_counselor_session_over(&M, &K[1], now);
+	matcher_counselor_session_over(&M, &K[1], 0, now);
 	/* 552000 + (1060000 - 552000) / 5 */
 	assert_int_equal(M.handle_ms, 653600);
 	assert_int_equal(est(1), 660);       /* 653.6 s -> 654 */
@@ -1519,7 +1545,7 @@ static void test_estimate_average_floor(void **state)
 	kup(1);
 	enq(1);
 	kaccept(1);
-	matcher_counselor_session_over(&M, &K[1], now);         /* 0 ms handled */
+	matcher_counselor_session_over(&M, &K[1], 0, now);         /* 0 ms handled */
 	assert_int_equal(M.handle_ms, 1);
 }
 
@@ -1928,7 +1954,7 @@ static void rn_session_over(int j)
 			rn_expect(MA_STATE, 0, j, 0, ST_AVAILABLE, REASON_WRAPUP_DONE);
 		}
 	}
-	matcher_counselor_session_over(&M, &K[j], now);
+	matcher_counselor_session_over(&M, &K[j], 0, now);
 	rn_check_actions(none);
 }
 
@@ -2207,7 +2233,7 @@ static void test_stale_calls_refused(void **state)
 	kaccept(0);
 	matcher_counselor_remove(&M, &K[0], now);
 	rec.n = 0;
-	matcher_counselor_session_over(&M, &K[0], now);
+	matcher_counselor_session_over(&M, &K[0], 0, now);
 	assert_int_equal(matcher_counselor_set_available(&M, &K[0], now), MATCHER_WRONG_STATE);
 	assert_int_equal(matcher_counselor_set_away(&M, &K[0], now), MATCHER_WRONG_STATE);
 	assert_int_equal(rec.n, 0);
@@ -2225,6 +2251,7 @@ int main(void)
 		T(test_fifo_three_clients_two_counselors),
 		T(test_idle_longest_gets_the_client),
 		T(test_crisis_goes_first),
+		T(test_crisis_wrapup),
 		T(test_topic_prefers_skilled),
 		T(test_topic_wait_then_anyone),
 		T(test_topic_skilled_frees_in_time),

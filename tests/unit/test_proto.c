@@ -146,14 +146,23 @@ static void sample(enum proto_type t, int variant, struct proto_msg *m)
 		if (variant)
 			strcpy(m->referral, "Samaritans: 116 123\nText SHOUT to 85258");
 		break;
+	case PT_CRISIS:
+		if (variant) {
+			strcpy(m->who, "you");
+			strcpy(m->referral, "Samaritans: 116 123");
+		}
+		break;
 	case PT_STATS:
 		m->stats = (struct proto_stats){ 2, 41, 1, 1, 3, 0, 2, 3, 17, 2, 9,
 		                                 12, variant ? 4.4 : 0.0, 3600,
-		                                 9000, 1, 2, 3, 4, 5, 6, 7, 8, 0, { { "", 0, 0, 0, 0, 0 } } };
+		                                 9000, 1, 2, 3, 4, 5, 6, 7, 8, 0, { { "", 0, 0, 0, 0, 0 } },
+		                                 0, { { "", "", 0 } } };
 		if (variant) {
 			m->stats.nnodes = 2;
 			m->stats.nodes[0] = (struct proto_node_stats){ "eu-1.a", 2, 5, 6000, 30, 3600 };
 			m->stats.nodes[1] = (struct proto_node_stats){ "eu-1.b", 1, 4, 3000, 6, 60 };
+			m->stats.ncrises = 1;
+			m->stats.crises[0] = (struct proto_crisis){ "s0f3a9c2b7d41e855", "kim", 95 };
 		}
 		break;
 	case PT_MUTE:
@@ -225,7 +234,10 @@ static void test_encode_exact(void **state)
 		  "\"dropped_bad_rtp\":6,\"dropped_no_session\":7,\"dropped_slow_reader\":8},"
 		  "\"nodes\":[{\"node\":\"eu-1.a\",\"sessions\":2,\"connections\":5,\"relayed\":6000,"
 		  "\"dropped\":30,\"uptime_s\":3600},{\"node\":\"eu-1.b\",\"sessions\":1,"
-		  "\"connections\":4,\"relayed\":3000,\"dropped\":6,\"uptime_s\":60}]}" },
+		  "\"connections\":4,\"relayed\":3000,\"dropped\":6,\"uptime_s\":60}],"
+		  "\"crises\":[{\"session_id\":\"s0f3a9c2b7d41e855\",\"counselor\":\"kim\",\"since_s\":95}]}" },
+		{ PT_CRISIS, 0, "{\"type\":\"crisis\"}" },
+		{ PT_CRISIS, 1, "{\"type\":\"crisis\",\"by\":\"you\",\"referral\":\"Samaritans: 116 123\"}" },
 		{ PT_SESSION_START, 1, "{\"type\":\"session_start\",\"session_id\":\"s-0123456789abcdef\","
 		  "\"mode\":\"voice\",\"topic\":\"grief\",\"slot_s\":1200,\"remaining_s\":1199,\"peer\":\"Alice\","
 		  "\"srtp_profile\":\"aead_aes_128_gcm\",\"tx_key\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGw==\","

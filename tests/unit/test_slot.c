@@ -278,6 +278,37 @@ static void test_restart_resets(void **state)
 	assert_int_equal(slot_next_deadline(&s), END + GRACE + 600000 - 300000);
 }
 
+/* A crisis holds the slot open: from active or from the goodbye grace,
+ * no more warnings and no close by the clock; a person still closes it. */
+static void test_hold(void **state)
+{
+	(void)state;
+	struct slot s;
+	const int64_t marks[] = { 300000, 60000 };
+	int64_t rem = -1;
+	slot_start(&s, 0, 1200000, marks, 2, 30000);
+	assert_int_equal(slot_advance(&s, 900000, &rem), SLOT_EV_WARNING);
+	slot_hold(&s);
+	assert_int_equal(s.phase, SLOT_OPEN);
+	assert_int_equal(slot_next_deadline(&s), INT64_MAX);
+	assert_int_equal(slot_advance(&s, 1140000, &rem), SLOT_EV_NONE);
+	assert_int_equal(slot_advance(&s, 99000000, &rem), SLOT_EV_NONE);
+	assert_int_equal(slot_remaining(&s, 1000000), 200000);
+	assert_int_equal(slot_remaining(&s, 1300000), 0);
+	slot_close(&s);
+	assert_int_equal(s.phase, SLOT_CLOSED);
+	slot_hold(&s);                          /* closed stays closed */
+	assert_int_equal(s.phase, SLOT_CLOSED);
+
+	slot_start(&s, 0, 1200000, marks, 2, 30000);
+	while (slot_advance(&s, 1200000, &rem) != SLOT_EV_OVER)
+		;
+	assert_int_equal(s.phase, SLOT_GOODBYE);
+	slot_hold(&s);                          /* in the grace: it no longer ends */
+	assert_int_equal(slot_advance(&s, 1230000, &rem), SLOT_EV_NONE);
+	assert_int_equal(s.phase, SLOT_OPEN);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -293,6 +324,7 @@ int main(void)
 		cmocka_unit_test(test_close_while_active),
 		cmocka_unit_test(test_close_in_goodbye),
 		cmocka_unit_test(test_restart_resets),
+		cmocka_unit_test(test_hold),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
