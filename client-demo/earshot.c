@@ -401,20 +401,31 @@ static void show_counselor_state(const struct proto_msg *m)
 	case ST_AVAILABLE:
 		if (strcmp(m->reason, "wrapup_done") == 0)
 			say("wrap-up over: you are available for the next person");
+		else if (strcmp(m->reason, "break_over") == 0)
+			say("your break is over: you are available again");
 		else
 			say("you are available; waiting for someone who needs to talk");
 		break;
 	case ST_AWAY:
 		if (strcmp(m->reason, "missed_offers") == 0)
 			say("you are away: offers went unanswered. /available to take calls");
+		else if (strcmp(m->reason, "break") == 0)
+			say("on a break for %u min: offers come back by themselves after it "
+			    "(/available sooner)", (m->break_s + 59) / 60);
+		else if (strcmp(m->reason, "shift_over") == 0)
+			say("your shift is over: thank you. No more offers will come; time to rest");
 		else
 			say("you are away; /available to take calls");
 		break;
 	case ST_WRAPUP:
 		say("wrap-up: %u s before the next person", m->wrapup_s);
 		break;
+	case ST_BUSY:
+		if (strcmp(m->reason, "break_next") == 0)
+			say("your %u-minute break starts when this session ends", (m->break_s + 59) / 60);
+		break;
 	default:
-		break;              /* ringing and busy: the offer and the session say it */
+		break;              /* ringing: the offer says it */
 	}
 }
 
@@ -754,6 +765,18 @@ static void cmd_again(const char *arg) { (void)arg; send_talk_now(); }
 static void cmd_available(const char *arg) { (void)arg; send_set_state(ST_AVAILABLE); }
 static void cmd_away(const char *arg) { (void)arg; send_set_state(ST_AWAY); }
 
+static void cmd_break(const char *arg)
+{
+	char *end;
+	long min = strtol(arg, &end, 10);
+	if (end == arg || *end || min < 1 || min > 120) {
+		note("usage: /break MINUTES (1-120)");
+		return;
+	}
+	out_new(PT_TAKE_BREAK)->minutes = (int)min;
+	out_send();
+}
+
 static void cmd_typing(const char *arg)
 {
 	out_new(PT_TYPING)->on = strcmp(arg, "off") != 0;
@@ -818,7 +841,8 @@ static const struct command {
 	{ "accept", R_COUNSELOR, cmd_accept, "take the person being offered" },
 	{ "decline", R_COUNSELOR, cmd_decline, "pass; they go to the next counselor" },
 	{ "available", R_COUNSELOR, cmd_available, "ready to take calls" },
-	{ "away", R_COUNSELOR, cmd_away, "take a break: no offers" },
+	{ "away", R_COUNSELOR, cmd_away, "no offers until you are /available" },
+	{ "break", R_COUNSELOR, cmd_break, "N  a break of N minutes: offers come back by themselves" },
 	{ "cancel", R_CLIENT, cmd_cancel, "leave the line" },
 	{ "end", R_SESSION, cmd_end, "end the session now" },
 	{ "crisis", R_SESSION, cmd_crisis, "flag a crisis: a risk of harm (operators are alerted; "

@@ -194,6 +194,10 @@ static const struct field f_set_state[] = { ENUM("state", state, K_SETSTATE) };
 static const struct field f_state[] = {
 	ENUM("state", state, K_STATE), REASON_OPT,
 	{ "wrapup_s", K_U32, F_REQ | F_WRAPUP, OFF(wrapup_s), 0, UINT32_MAX, 0 },
+	{ "break_s", K_U32, 0, OFF(break_s), 1, UINT32_MAX, 0 },
+};
+static const struct field f_take_break[] = {
+	{ "minutes", K_INT, F_REQ, OFF(minutes), 1, 120, 0 },
 };
 static const struct field f_offer[] = {
 	OFFER_ID, TOPIC, ENUM("mode", mode, K_MODE),
@@ -266,6 +270,7 @@ static const struct type_spec types[PT__COUNT] = {
 	[PT_ACCEPT] = T("accept", f_offer_id),
 	[PT_DECLINE] = T("decline", f_offer_id),
 	[PT_OFFER_GONE] = T("offer_gone", f_offer_gone),
+	[PT_TAKE_BREAK] = T("take_break", f_take_break),
 	[PT_SESSION_START] = T("session_start", f_session_start),
 	[PT_MSG] = T("msg", f_msg),
 	[PT_SENT] = T("sent", f_sent),

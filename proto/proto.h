@@ -38,7 +38,7 @@ enum proto_type {
 	/* client */
 	PT_TALK_NOW, PT_CANCEL, PT_QUEUE, PT_CANCELLED, PT_RATE, PT_RATED,
 	/* counselor */
-	PT_SET_STATE, PT_STATE, PT_OFFER, PT_ACCEPT, PT_DECLINE, PT_OFFER_GONE,
+	PT_SET_STATE, PT_STATE, PT_OFFER, PT_ACCEPT, PT_DECLINE, PT_OFFER_GONE, PT_TAKE_BREAK,
 	/* session */
 	PT_SESSION_START, PT_MSG, PT_SENT, PT_ACK, PT_DELIVERED, PT_TYPING,
 	PT_SLOT_WARNING, PT_SLOT_OVER, PT_END, PT_SESSION_END, PT_CRISIS,
@@ -125,6 +125,8 @@ struct proto_msg {
 	uint32_t remaining_s;          /* session_start, slot_warning */
 	uint32_t grace_s;              /* slot_over */
 	uint32_t wrapup_s;             /* state (entering wrapup) */
+	uint32_t break_s;              /* state (a break: away/break, busy/break_next); 0 absent */
+	int minutes;                   /* take_break: 1-120 */
 	uint32_t version;              /* welcome */
 	uint32_t loss_pct, jitter_ms;  /* link */
 	char token[PROTO_TOKEN_MAX + 1];     /* hello; "" = none */

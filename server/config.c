@@ -6,6 +6,7 @@
  * --help all read that table, so a directive cannot exist in one and be
  * forgotten in another. (Redis `static_configs[]`, nginx `ngx_command_t`.) */
 #include "config.h"
+#include "../proto/proto.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -81,6 +82,12 @@ static const struct directive {
 	  "counselor's pause after a session before new offers" },
 	{ "crisis-wrapup", T_DURATION, FIELD(crisis_wrapup), 0, 0, 3600, "10m", 0,
 	  "counselor's pause after a session flagged in crisis, before new offers" },
+	{ "shift-sessions", T_INT, FIELD(shift_sessions), 0, 0, 100, "0", 0,
+	  "sessions a counselor takes in one shift (from sign-in), then no more offers "
+	  "(0: no limit)" },
+	{ "shift-hours", T_INT, FIELD(shift_hours), 0, 0, 24, "0", 0,
+	  "hours of a counselor's shift from sign-in, then no more offers; a session in "
+	  "progress is never cut (0: no limit)" },
 	{ "topic-wait", T_DURATION, FIELD(topic_wait), 0, 0, 600, "1m", 0,
 	  "how long a person is kept for a counselor with their topic among their skills "
 	  "before anyone free takes them (0: no waiting for a specialty)" },
@@ -144,6 +151,10 @@ static const struct directive {
 	  0,
 	  "a line of referral text sent to the client at the end; repeat for "
 	  "more lines, the first replaces the default, \"\" for none" },
+	{ "topic-referral", T_REFERRAL, FIELD(topic_referral),
+	  offsetof(struct config, topic_referral_set), 0, 0, "", 0,
+	  "\"topic: text\": a line of referral for sessions about that topic, shown before "
+	  "the general referral lines; repeat for more" },
 #undef FIELD
 };
 
@@ -588,9 +599,50 @@ int config_is_loopback(const char *addr)
 	return 0;
 }
 
+void config_referral_for(const struct config *c, const char *topic, char *out, size_t cap)
+{
+	size_t used = 0, tlen = strlen(topic);
+	out[0] = '\0';
+	for (const char *p = c->topic_referral; *p;) {
+		size_t n = strcspn(p, "\n");
+		if (n > tlen + 1 && memcmp(p, topic, tlen) == 0 && p[tlen] == ':') {
+			const char *text = p + tlen + 1;
+			while (*text == ' ')
+				text++;
+			int k = snprintf(out + used, cap - used, "%.*s\n", (int)(n - (size_t)(text - p)), text);
+			if (k > 0 && (size_t)k < cap - used)
+				used += (size_t)k;
+		}
+		p += n + (p[n] == '\n');
+	}
+	snprintf(out + used, cap - used, "%s", c->referral);
+}
+
+/* Each topic-referral line is "topic: text" with a valid topic. */
+static int topic_referral_ok(const char *s)
+{
+	for (const char *p = s; *p;) {
+		size_t n = strcspn(p, "\n"), t = strcspn(p, ":\n");
+		char topic[PROTO_TOPIC_MAX + 1];
+		if (t == n || t == 0 || t > PROTO_TOPIC_MAX)
+			return 0;
+		memcpy(topic, p, t);
+		topic[t] = '\0';
+		if (!proto_topic_valid(topic))
+			return 0;
+		p += n + (p[n] == '\n');
+	}
+	return 1;
+}
+
 int config_validate(const struct config *c, char *err, size_t errlen)
 {
 	char a[32], b[32], q[CONFIG_QUOTE_MAX];
+
+	if (!topic_referral_ok(c->topic_referral)) {
+		config_err(err, errlen, NULL, "topic-referral lines are \"topic: text\", topic a-z 0-9 _ -");
+		return -1;
+	}
 
 	for (int i = 0; i < c->warn_count; i++) {
 		if (c->warn_at[i] >= c->slot_length) {

@@ -32,6 +32,8 @@ struct config {
 	int max_missed_offers;    /* 2, 1..10 */
 	int wrapup;               /* 60, 0..900 */
 	int crisis_wrapup;        /* 600, 0..3600: wrap-up after a session in crisis */
+	int shift_sessions;       /* 0 (no limit), 0..100: sessions in a shift */
+	int shift_hours;          /* 0 (no limit), 0..24: hours in a shift from sign-in */
 	int topic_wait;           /* 60, 0..600: extra wait for a skilled counselor */
 	int previous_wait;        /* 45, 0..600: extra wait for the asked-for counselor */
 	int continuity_days;      /* 90, 0..3650: whom a person talked with is kept */
@@ -61,6 +63,9 @@ struct config {
 	 * directive replaces the default, later ones append a line. Without
 	 * this an operator could never drop the generic default lines. */
 	int referral_set;
+	/* Repeated `topic-referral` lines, "topic: text", joined by '\n'. */
+	char topic_referral[CONFIG_REFERRAL_MAX + 1];
+	int topic_referral_set;
 };
 
 /* Fill `c` with every default. */
@@ -82,6 +87,10 @@ int config_set(struct config *c, const char *name, const char *value,
  * insecure-public, dev mode only on loopback, time-scale only in dev mode,
  * a token secret of at least 32 bytes outside dev mode. */
 int config_validate(const struct config *c, char *err, size_t errlen);
+
+/* The referral for a session about `topic`: its topic-referral lines, then
+ * the general `referral` lines, joined by '\n' into `out` (cut to fit). */
+void config_referral_for(const struct config *c, const char *topic, char *out, size_t cap);
 
 /* The secret in force: the configured one, or the built-in dev secret. */
 const char *config_token_secret(const struct config *c);

@@ -155,12 +155,19 @@ void hub_stats_changed(struct hub *h)
 
 /* ---- the store's events ---- */
 
+/* How many times faster the session clocks run (dev mode's time-scale). */
+static int64_t time_scale(const struct config *cfg)
+{
+	return cfg->dev_mode && cfg->time_scale > 1 ? cfg->time_scale : 1;
+}
+
 static const char *store_err_code(int err)
 {
 	switch (err) {
 	case STORE_NO_SUCH_OFFER: return "no_such_offer";
 	case STORE_FULL: return "server_busy";
 	case STORE_DOWN: return "store_unavailable";
+	case STORE_SHIFT_OVER: return "shift_over";
 	default: return "wrong_state";
 	}
 }
@@ -171,6 +178,7 @@ static const char *store_err_reason(int err)
 	case STORE_NO_SUCH_OFFER: return "that offer is not yours or has gone";
 	case STORE_FULL: return "the queue is full; please try again soon";
 	case STORE_DOWN: return "the queue cannot be reached right now; please try again soon";
+	case STORE_SHIFT_OVER: return "your shift is over: thank you, time to rest";
 	default: return "not possible in your current state";
 	}
 }
@@ -268,6 +276,8 @@ static void on_store_event(void *ctx, const struct store_event *e)
 			snprintf(m.reason, sizeof m.reason, "%s", e->reason);
 		if (e->state == ST_WRAPUP)
 			m.wrapup_s = (uint32_t)(c->crisis_wrapup ? h->cfg.crisis_wrapup : h->cfg.wrapup);
+		/* Peers hear configured durations: undo the time scale. */
+		m.break_s = (uint32_t)((e->for_ms * time_scale(&h->cfg) + 999) / 1000);
 		log_info("counselor %u is %s%s%s", c->id, proto_state_name(e->state),
 		         e->reason ? ": " : "", e->reason ? e->reason : "");
 		break;
@@ -333,6 +343,8 @@ static void on_counselor_msg(struct conn *c, const struct proto_msg *m)
 	struct store *st = c->hub->store;
 	if (m->type == PT_SET_STATE)
 		st->ops->counselor_set(st, c->id, m->state);
+	else if (m->type == PT_TAKE_BREAK)
+		st->ops->counselor_break(st, c->id, (int64_t)m->minutes * 60000 / time_scale(&c->hub->cfg));
 	else
 		st->ops->counselor_answer(st, c->id, m->offer_id, m->type == PT_ACCEPT);
 }
@@ -361,6 +373,7 @@ static const struct route {
 	{ PT_SET_STATE, R_COUNSELOR, on_counselor_msg },
 	{ PT_ACCEPT, R_COUNSELOR, on_counselor_msg },
 	{ PT_DECLINE, R_COUNSELOR, on_counselor_msg },
+	{ PT_TAKE_BREAK, R_COUNSELOR, on_counselor_msg },
 	{ PT_MSG, R_CLIENT | R_COUNSELOR, session_on_message },
 	{ PT_ACK, R_CLIENT | R_COUNSELOR, session_on_message },
 	{ PT_TYPING, R_CLIENT | R_COUNSELOR, session_on_message },
@@ -702,11 +715,13 @@ static void house_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static int store_new(struct hub *h, char *err, size_t errlen)
 {
 	const struct config *cfg = &h->cfg;
-	int64_t scale = cfg->dev_mode && cfg->time_scale > 1 ? cfg->time_scale : 1;
+	int64_t scale = time_scale(cfg);
 	struct store_config sc = {
 		.ring_ms = (int64_t)cfg->ring_timeout * 1000,
 		.wrapup_ms = (int64_t)cfg->wrapup * 1000 / scale,
 		.crisis_wrapup_ms = (int64_t)cfg->crisis_wrapup * 1000 / scale,
+		.shift_sessions = (uint32_t)cfg->shift_sessions,
+		.shift_ms = (int64_t)cfg->shift_hours * 3600 * 1000 / scale,
 		.max_missed = cfg->max_missed_offers,
 		.max_queue = (uint32_t)cfg->max_queue,
 		.redecline_ms = 60000,
@@ -756,7 +771,7 @@ struct hub *hub_new(struct ev_loop *loop, const struct config *cfg,
 	list_init(&h->conns);
 	list_init(&h->sessions);
 	h->started_ms = hub_now_ms();
-	int64_t scale = cfg->dev_mode && cfg->time_scale > 1 ? cfg->time_scale : 1;
+	int64_t scale = time_scale(cfg);
 	h->slot_ms = (int64_t)cfg->slot_length * 1000 / scale;
 	h->grace_ms = (int64_t)cfg->goodbye_grace * 1000 / scale;
 	for (int i = 0; i < cfg->warn_count; i++)

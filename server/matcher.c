@@ -8,6 +8,10 @@ static const char *const REASON_CLIENT_LEFT = "client_left";
 static const char *const REASON_MISSED = "missed_offers";
 static const char *const REASON_WRAPUP_DONE = "wrapup_done";
 static const char *const REASON_BY_YOU = "by_you";
+static const char *const REASON_BREAK = "break";
+static const char *const REASON_BREAK_NEXT = "break_next";
+static const char *const REASON_BREAK_OVER = "break_over";
+static const char *const REASON_SHIFT_OVER = "shift_over";
 
 static void emit(struct matcher *m, const struct matcher_action *a)
 {
@@ -24,6 +28,36 @@ static void set_state(struct matcher *m, struct mcounselor *k,
 	                            .state = st, .reason = reason };
 	emit(m, &a);
 	/* Counselor supply feeds every waiting client's estimate. */
+	m->queue_dirty = 1;
+}
+
+/* The counselor has done their shift: enough sessions, or hours. */
+static int shift_over(const struct matcher *m, const struct mcounselor *k, int64_t now)
+{
+	return (m->cfg.shift_sessions > 0 && k->sessions >= m->cfg.shift_sessions) ||
+	       (m->cfg.shift_ms > 0 && now >= k->shift_start + m->cfg.shift_ms);
+}
+
+/* Back to taking offers, unless their shift is over. */
+static void back_available(struct matcher *m, struct mcounselor *k, const char *reason,
+                           int64_t now)
+{
+	k->break_until = 0;
+	set_state(m, k, shift_over(m, k, now) ? ST_AWAY : ST_AVAILABLE,
+	          shift_over(m, k, now) ? REASON_SHIFT_OVER : reason);
+}
+
+/* Away for a break of `ms` from now. */
+static void start_break(struct matcher *m, struct mcounselor *k, int64_t ms, int64_t now)
+{
+	k->break_until = now + ms;
+	k->break_ms = 0;
+	m->by_state[k->state]--;
+	m->by_state[ST_AWAY]++;
+	k->state = ST_AWAY;
+	struct matcher_action a = { .type = MA_STATE, .counselor = k->id, .state = ST_AWAY,
+	                            .reason = REASON_BREAK, .for_ms = ms };
+	emit(m, &a);
 	m->queue_dirty = 1;
 }
 
@@ -303,7 +337,7 @@ void matcher_client_remove(struct matcher *m, struct mclient *c, int64_t now,
 		k->offer_id = 0;
 		emit(m, &a);
 		/* Not the counselor's miss: they keep their idle position. */
-		set_state(m, k, ST_AVAILABLE, NULL);
+		back_available(m, k, NULL, now);
 	}
 	match(m, now);
 }
@@ -317,6 +351,7 @@ void matcher_counselor_add(struct matcher *m, struct mcounselor *k, uint32_t id,
 	strncpy(k->skills, skills, sizeof k->skills - 1);
 	k->state = ST_AWAY;
 	k->idle_since = now;
+	k->shift_start = now;
 	k->registered = 1;
 	list_add_tail(&m->roster, &k->link);
 	m->by_state[ST_AWAY]++;
@@ -357,6 +392,9 @@ int matcher_counselor_set_available(struct matcher *m, struct mcounselor *k,
 		return MATCHER_WRONG_STATE;
 	if (k->state != ST_AWAY && k->state != ST_WRAPUP)
 		return MATCHER_WRONG_STATE;
+	if (shift_over(m, k, now))
+		return MATCHER_SHIFT_OVER;
+	k->break_until = 0;
 	k->missed = 0;
 	k->idle_since = now;
 	set_state(m, k, ST_AVAILABLE, REASON_BY_YOU);
@@ -380,10 +418,43 @@ int matcher_counselor_set_away(struct matcher *m, struct mcounselor *k, int64_t 
 	case ST_AVAILABLE:
 	case ST_WRAPUP:
 		break;
+	case ST_AWAY:
+		if (k->break_until)
+			break;   /* on a break: no longer back by itself */
+		return MATCHER_WRONG_STATE;
 	default:
 		return MATCHER_WRONG_STATE;
 	}
+	k->break_until = 0;
 	set_state(m, k, ST_AWAY, REASON_BY_YOU);
+	match(m, now);
+	return MATCHER_OK;
+}
+
+int matcher_counselor_take_break(struct matcher *m, struct mcounselor *k, int64_t ms,
+                                 int64_t now)
+{
+	if (!k->registered || ms <= 0)
+		return MATCHER_WRONG_STATE;
+	switch (k->state) {
+	case ST_BUSY: {
+		k->break_ms = ms;
+		struct matcher_action a = { .type = MA_STATE, .counselor = k->id, .state = ST_BUSY,
+		                            .reason = REASON_BREAK_NEXT, .for_ms = ms };
+		emit(m, &a);
+		return MATCHER_OK;
+	}
+	case ST_RINGING: {
+		struct matcher_action a = { .type = MA_OFFER_GONE, .counselor = k->id,
+		                            .offer_id = k->offer_id, .reason = REASON_BY_YOU };
+		offer_back(k, now);
+		emit(m, &a);
+		break;
+	}
+	default:
+		break;
+	}
+	start_break(m, k, ms, now);
 	match(m, now);
 	return MATCHER_OK;
 }
@@ -409,6 +480,7 @@ int matcher_counselor_accept(struct matcher *m, struct mcounselor *k,
 	k->offer_id = 0;
 	k->missed = 0;
 	k->busy_since = now;
+	k->sessions++;
 	m->served++;
 	set_state(m, k, ST_BUSY, NULL);
 	struct matcher_action a = { .type = MA_MATCHED, .client = c->id,
@@ -427,7 +499,7 @@ int matcher_counselor_decline(struct matcher *m, struct mcounselor *k,
 	 * counselor keeps their place among the idle. */
 	offer_back(k, now);
 	k->missed = 0;
-	set_state(m, k, ST_AVAILABLE, NULL);
+	back_available(m, k, NULL, now);
 	match(m, now);
 	return MATCHER_OK;
 }
@@ -443,13 +515,18 @@ void matcher_counselor_session_over(struct matcher *m, struct mcounselor *k,
 	m->handle_ms += (handled - m->handle_ms) / 5;
 	if (m->handle_ms < 1)
 		m->handle_ms = 1;
+	if (k->break_ms > 0) {
+		start_break(m, k, k->break_ms > wrapup ? k->break_ms : wrapup, now);
+		match(m, now);
+		return;
+	}
 	if (wrapup > 0) {
 		k->deadline = now + wrapup;
 		set_state(m, k, ST_WRAPUP, NULL);
 		return;
 	}
 	k->idle_since = now;
-	set_state(m, k, ST_AVAILABLE, REASON_WRAPUP_DONE);
+	back_available(m, k, REASON_WRAPUP_DONE, now);
 	match(m, now);
 }
 
@@ -463,7 +540,24 @@ static void ring_timeout(struct matcher *m, struct mcounselor *k, int64_t now)
 		k->missed = 0;
 		set_state(m, k, ST_AWAY, REASON_MISSED);
 	} else {
-		set_state(m, k, ST_AVAILABLE, NULL);
+		back_available(m, k, NULL, now);
+	}
+}
+
+/* When something happens to `k` by the clock: a ring timing out, a
+ * wrap-up or a break ending, the hours of a shift running out. */
+static int64_t due(const struct matcher *m, const struct mcounselor *k)
+{
+	switch (k->state) {
+	case ST_RINGING:
+	case ST_WRAPUP:
+		return k->deadline;
+	case ST_AWAY:
+		return k->break_until ? k->break_until : INT64_MAX;
+	case ST_AVAILABLE:
+		return m->cfg.shift_ms > 0 ? k->shift_start + m->cfg.shift_ms : INT64_MAX;
+	default:
+		return INT64_MAX;
 	}
 }
 
@@ -472,13 +566,18 @@ void matcher_tick(struct matcher *m, int64_t now)
 	struct list *it;
 	list_for_each(it, &m->roster) {
 		struct mcounselor *k = list_entry(it, struct mcounselor, link);
-		if (k->deadline > now)
+		if (due(m, k) > now)
 			continue;
 		if (k->state == ST_RINGING) {
 			ring_timeout(m, k, now);
 		} else if (k->state == ST_WRAPUP) {
 			k->idle_since = now;
-			set_state(m, k, ST_AVAILABLE, REASON_WRAPUP_DONE);
+			back_available(m, k, REASON_WRAPUP_DONE, now);
+		} else if (k->state == ST_AWAY && k->break_until) {
+			k->idle_since = now;
+			back_available(m, k, REASON_BREAK_OVER, now);
+		} else if (k->state == ST_AVAILABLE) {
+			set_state(m, k, ST_AWAY, REASON_SHIFT_OVER);
 		}
 	}
 	list_for_each(it, &m->queue) {
@@ -497,8 +596,8 @@ int64_t matcher_next_deadline(const struct matcher *m)
 	const struct list *it;
 	list_for_each(it, &m->roster) {
 		const struct mcounselor *k = list_entry(it, const struct mcounselor, link);
-		if ((k->state == ST_RINGING || k->state == ST_WRAPUP) && k->deadline < next)
-			next = k->deadline;
+		if (due(m, k) < next)
+			next = due(m, k);
 	}
 	/* A preference that lapses may let its client go to whoever is free. */
 	list_for_each(it, &m->queue) {

@@ -67,6 +67,10 @@ struct mcounselor {
 	struct mclient *offer;         /* while RINGING */
 	int missed;                    /* ring timeouts in a row */
 	int registered;
+	int64_t shift_start;           /* signed in */
+	uint32_t sessions;             /* accepted this shift */
+	int64_t break_until;           /* AWAY on a break: back then (0: not) */
+	int64_t break_ms;              /* BUSY: a break asked for, after the session */
 };
 
 enum matcher_action_type {
@@ -85,6 +89,7 @@ struct matcher_action {
 	uint32_t waited_s;             /* MA_OFFER */
 	int crisis;                    /* MA_OFFER */
 	int talked_before;             /* MA_OFFER: the client's previous counselor */
+	int64_t for_ms;                /* MA_STATE away for a break: its length */
 };
 
 typedef void (*matcher_emit_fn)(void *ctx, const struct matcher_action *a);
@@ -99,6 +104,8 @@ struct matcher_config {
 	uint32_t max_queue;
 	int64_t topic_wait_ms;         /* how long a skilled counselor is waited for */
 	int64_t previous_wait_ms;      /* how long an asked-for counselor is waited for */
+	uint32_t shift_sessions;       /* sessions in a shift; then no offers (0: no limit) */
+	int64_t shift_ms;              /* length of a shift from sign-in (0: no limit) */
 };
 
 struct matcher_stats {
@@ -128,6 +135,7 @@ enum matcher_err {
 	MATCHER_WRONG_STATE = -1,      /* "wrong_state" */
 	MATCHER_NO_SUCH_OFFER = -2,    /* "no_such_offer" */
 	MATCHER_FULL = -3,             /* "server_busy" */
+	MATCHER_SHIFT_OVER = -4,       /* "shift_over" */
 };
 
 void matcher_init(struct matcher *m, const struct matcher_config *cfg,
@@ -164,12 +172,24 @@ void matcher_counselor_add(struct matcher *m, struct mcounselor *k, uint32_t id,
                            const char *sub, const char *skills, int64_t now);
 /* Disconnect: an offer out to them goes back to the queue. */
 void matcher_counselor_remove(struct matcher *m, struct mcounselor *k, int64_t now);
+/* Refused with MATCHER_SHIFT_OVER once the counselor's shift is over:
+ * shift_sessions accepted, or shift_ms since they signed in. Whenever a
+ * counselor would become available after that, they go AWAY with reason
+ * "shift_over" instead (an available one when the hours run out). */
 int matcher_counselor_set_available(struct matcher *m, struct mcounselor *k, int64_t now);
 int matcher_counselor_set_away(struct matcher *m, struct mcounselor *k, int64_t now);
 int matcher_counselor_accept(struct matcher *m, struct mcounselor *k,
                              int64_t offer_id, int64_t now);
 int matcher_counselor_decline(struct matcher *m, struct mcounselor *k,
                               int64_t offer_id, int64_t now);
+/* A break of `ms` asked for by the counselor: AWAY with reason "break"
+ * (an offer ringing is withdrawn), back AVAILABLE ("break_over") when it
+ * ends; set_available ends it early, set_away makes it open-ended. In a
+ * session (BUSY) it starts when the session closes, taking the place of
+ * the wrap-up (and lasting at least as long); the counselor is told with
+ * a STATE busy, reason "break_next". */
+int matcher_counselor_take_break(struct matcher *m, struct mcounselor *k, int64_t ms,
+                                 int64_t now);
 /* The counselor's session closed: BUSY -> WRAPUP (or AVAILABLE with no
  * wrap-up), the longer crisis wrap-up after a session in `crisis`. Feeds
  * the handling-time average. */

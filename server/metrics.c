@@ -11,7 +11,7 @@ const char *const metrics_error_codes[] = {
 	"auth_required", "token_malformed", "token_unsigned",
 	"token_bad_signature", "token_expired", "token_wrong_role",
 	"wrong_role", "wrong_state", "no_such_offer", "replaced",
-	"shutting_down", "server_busy", "store_unavailable",
+	"shutting_down", "server_busy", "store_unavailable", "shift_over",
 };
 const size_t metrics_error_count =
 	sizeof metrics_error_codes / sizeof metrics_error_codes[0];

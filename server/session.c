@@ -170,7 +170,7 @@ void session_close(struct session *s, const char *reason, struct conn *gone)
 			if (s->counselor)
 				snprintf(s->client->rate_for, sizeof s->client->rate_for, "%s",
 				         s->counselor->ident.sub);
-			snprintf(m.referral, sizeof m.referral, "%s", h->cfg.referral);
+			config_referral_for(&h->cfg, s->topic, m.referral, sizeof m.referral);
 			if (s->client->pipe)   /* its node takes it from here, with this */
 				span_release(s->client, s->client->rate_for, &m);
 			else
@@ -226,7 +226,7 @@ static void flag_crisis(struct session *s, struct conn *by)
 		struct conn *to = side ? s->counselor : s->client;
 		snprintf(m.who, sizeof m.who, "%s", to == by ? "you" : "peer");
 		if (!side)
-			snprintf(m.referral, sizeof m.referral, "%s", h->cfg.referral);
+			config_referral_for(&h->cfg, s->topic, m.referral, sizeof m.referral);
 		else
 			m.referral[0] = '\0';
 		hub_send(to, &m);

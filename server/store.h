@@ -37,7 +37,8 @@ enum store_ev {
 	SE_OFFER,       /* offer `client` (topic, mode, waited_s, crisis,
 	                 * talked_before) to counselor `conn` as `offer_id` */
 	SE_OFFER_GONE,  /* withdraw `offer_id` from counselor `conn`: `reason` */
-	SE_STATE,       /* counselor `conn` is now `state`, because `reason` */
+	SE_STATE,       /* counselor `conn` is now `state`, because `reason`
+	                 * (a break: `for_ms` long) */
 	SE_MATCHED,     /* counselor `conn` accepted `client` (topic, mode):
 	                 * start the session */
 	SE_POSITION,    /* waiting client `conn` is `position` in line; `wait_s`,
@@ -52,6 +53,7 @@ enum store_err {
 	STORE_NO_SUCH_OFFER = -2, /* "no_such_offer" */
 	STORE_FULL = -3,          /* "server_busy": the queue is full */
 	STORE_DOWN = -4,          /* "store_unavailable": cannot reach Redis */
+	STORE_SHIFT_OVER = -5,    /* "shift_over" */
 };
 
 struct store_event {
@@ -71,6 +73,7 @@ struct store_event {
 	const char *waiting_for;       /* SE_POSITION: "previous", "topic" or NULL */
 	enum proto_state state;
 	const char *reason;            /* static string, or NULL */
+	int64_t for_ms;                /* SE_STATE: the length of a break */
 	uint32_t position, wait_s, online;
 };
 
@@ -118,6 +121,8 @@ struct store_ops {
 	void (*counselor_gone)(struct store *s, uint32_t conn);
 	/* `st`: ST_AVAILABLE or ST_AWAY; SE_RESULT only on error. */
 	void (*counselor_set)(struct store *s, uint32_t conn, enum proto_state st);
+	/* A break of `ms` (matcher.h's take_break); SE_RESULT only on error. */
+	void (*counselor_break)(struct store *s, uint32_t conn, int64_t ms);
 	/* Accept or decline `offer_id`; SE_RESULT only on error. */
 	void (*counselor_answer)(struct store *s, uint32_t conn, int64_t offer_id,
 	                         int accept);
@@ -148,6 +153,8 @@ struct store_config {
 	uint32_t max_queue;
 	int64_t topic_wait_ms, previous_wait_ms;
 	int64_t memory_ms;             /* how long who talked with whom is kept */
+	uint32_t shift_sessions;       /* 0: no limit */
+	int64_t shift_ms;              /* 0: no limit */
 };
 
 /* The memory backend: the pure matcher with a timer on `loop`; every

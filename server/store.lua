@@ -11,6 +11,7 @@
 -- node pops them in order. Every function takes the rules first:
 --   ring_ms wrapup_ms redecline_ms max_missed max_queue handle_ms ev_ttl_ms
 --   topic_wait_ms previous_wait_ms memory_ms crisis_wrapup_ms
+--   shift_sessions shift_ms
 -- then its own arguments. Times are Redis' clock, in ms.
 
 local P = 'earshot:'
@@ -21,7 +22,7 @@ local COUNTS = P .. 'counts'        -- HASH state -> counselors in it
 local NODES = P .. 'nodes'          -- SET node ids ever registered and not swept
 local STATS = P .. 'stats'          -- HASH served abandoned handle_ms qver qseq offer_seq
 local LAPSES = P .. 'lapses'        -- ZSET "<client gid>|p" / "|t" -> when a preference lapses
-local NARGS = 11
+local NARGS = 13
 local STATES = { 'away', 'available', 'ringing', 'busy', 'wrapup' }
 
 local function kkey(g) return P .. 'k:' .. g end
@@ -43,7 +44,8 @@ local function rules(args)
         max_queue = tonumber(args[5]), handle_ms = tonumber(args[6]),
         ev_ttl_ms = tonumber(args[7]), topic_wait_ms = tonumber(args[8]),
         previous_wait_ms = tonumber(args[9]), memory_ms = tonumber(args[10]),
-        crisis_wrapup_ms = tonumber(args[11]) }
+        crisis_wrapup_ms = tonumber(args[11]), shift_sessions = tonumber(args[12]),
+        shift_ms = tonumber(args[13]) }
 end
 
 local function now()
@@ -75,7 +77,8 @@ local function skills_online(g, k, on)
   end
 end
 
-local function set_state(g, k, st, reason)
+-- `for_ms`: the length of a break (state away, reason break).
+local function set_state(g, k, st, reason, for_ms)
   if (k.state == 'away') ~= (st == 'away') then skills_online(g, k, st ~= 'away') end
   redis.call('HINCRBY', COUNTS, k.state, -1)
   redis.call('HINCRBY', COUNTS, st, 1)
@@ -87,8 +90,31 @@ local function set_state(g, k, st, reason)
     redis.call('ZREM', AVAIL, g)
   end
   if st ~= 'ringing' and st ~= 'wrapup' then redis.call('ZREM', DEADLINES, g) end
-  emit(k.node, 'state', k.conn, st, reason or '-')
+  emit(k.node, 'state', k.conn, st, reason or '-', for_ms or 0)
   bump()
+end
+
+-- The counselor has done their shift: enough sessions, or hours.
+local function shift_over(k, t)
+  return (C.shift_sessions > 0 and tonumber(k.sessions or 0) >= C.shift_sessions) or
+         (C.shift_ms > 0 and t >= tonumber(k.shift_start or t) + C.shift_ms)
+end
+
+-- Back to taking offers, unless their shift is over.
+local function back_available(g, k, t, reason)
+  redis.call('HSET', kkey(g), 'break_until', 0)
+  if shift_over(k, t) then
+    set_state(g, k, 'away', 'shift_over')
+  else
+    set_state(g, k, 'available', reason)
+  end
+end
+
+-- Away for a break of `ms` from now; back by es_tick.
+local function start_break(g, k, ms, t)
+  set_state(g, k, 'away', 'break', ms)
+  redis.call('HSET', kkey(g), 'break_until', t + ms, 'break_ms', 0)
+  redis.call('ZADD', DEADLINES, t + ms, g)
 end
 
 -- "gid@at,gid@at": who recently passed on this client.
@@ -253,7 +279,7 @@ local function client_remove(cg, t, abandoned)
     emit(k.node, 'gone', k.conn, k.offer_id, 'client_left')
     redis.call('HSET', kkey(kg), 'offer_id', 0, 'offer_client', '')
     -- Not the counselor's miss: they keep their idle position.
-    set_state(kg, k, 'available', nil)
+    back_available(kg, k, t, nil)
   end
   match(t)
   return 1
@@ -284,7 +310,8 @@ local function counselor_add(node, conn, st, sub, skills, t)
   local k = { skills = skills }
   redis.call('HSET', kkey(kg), 'node', node, 'conn', conn, 'state', st, 'idle_since', t,
              'deadline', 0, 'offer_id', 0, 'offer_client', '', 'missed', 0, 'busy_since', t,
-             'sub', sub, 'skills', skills)
+             'sub', sub, 'skills', skills, 'shift_start', t, 'sessions', 0, 'break_until', 0,
+             'break_ms', 0)
   redis.call('SET', subkey(sub), kg)
   redis.call('HINCRBY', COUNTS, st, 1)
   if st ~= 'away' then skills_online(kg, k, true) end
@@ -328,7 +355,7 @@ end
 local function back_to_work(kg, k, t)
   k.idle_since = t
   redis.call('HSET', kkey(kg), 'idle_since', t)
-  set_state(kg, k, 'available', 'wrapup_done')
+  back_available(kg, k, t, 'wrapup_done')
 end
 
 local function ring_timeout(kg, k, t)
@@ -341,7 +368,7 @@ local function ring_timeout(kg, k, t)
     set_state(kg, k, 'away', 'missed_offers')
   else
     redis.call('HSET', kkey(kg), 'missed', missed)
-    set_state(kg, k, 'available', nil)
+    back_available(kg, k, t, nil)
   end
 end
 
@@ -428,26 +455,50 @@ redis.register_function('es_k_gone', with_rules(function(a, t)
   return 'ok'
 end))
 
--- counselor gid, available | away -> ok | wrong_state
+-- counselor gid, available | away -> ok | wrong_state | shift_over
 redis.register_function('es_k_set', with_rules(function(a, t)
   local kg = a[1]
   local k = get(kkey(kg))
   if not k then return 'wrong_state' end
+  local on_break = tonumber(k.break_until or 0) > 0
   if a[2] == 'available' then
     if k.state ~= 'away' and k.state ~= 'wrapup' then return 'wrong_state' end
+    if shift_over(k, t) then return 'shift_over' end
     k.idle_since = t
-    redis.call('HSET', kkey(kg), 'missed', 0, 'idle_since', t)
+    redis.call('HSET', kkey(kg), 'missed', 0, 'idle_since', t, 'break_until', 0)
     set_state(kg, k, 'available', 'by_you')
   else
     if k.state == 'ringing' then
       local oid = k.offer_id
       offer_back(kg, k, t)
       emit(k.node, 'gone', k.conn, oid, 'by_you')
-    elseif k.state ~= 'available' and k.state ~= 'wrapup' then
+    elseif k.state ~= 'available' and k.state ~= 'wrapup' and
+           not (k.state == 'away' and on_break) then
       return 'wrong_state'
     end
+    redis.call('HSET', kkey(kg), 'break_until', 0)
     set_state(kg, k, 'away', 'by_you')
   end
+  match(t)
+  return 'ok'
+end))
+
+-- counselor gid, break ms -> ok | wrong_state (matcher.h's take_break)
+redis.register_function('es_k_break', with_rules(function(a, t)
+  local kg, ms = a[1], tonumber(a[2])
+  local k = get(kkey(kg))
+  if not k or not ms or ms <= 0 then return 'wrong_state' end
+  if k.state == 'busy' then
+    redis.call('HSET', kkey(kg), 'break_ms', ms)
+    emit(k.node, 'state', k.conn, 'busy', 'break_next', ms)
+    return 'ok'
+  end
+  if k.state == 'ringing' then
+    local oid = k.offer_id
+    offer_back(kg, k, t)
+    emit(k.node, 'gone', k.conn, oid, 'by_you')
+  end
+  start_break(kg, k, ms, t)
   match(t)
   return 'ok'
 end))
@@ -467,6 +518,7 @@ redis.register_function('es_k_answer', with_rules(function(a, t)
     client_forget(cg, c.node)
     bump()
     redis.call('HSET', kkey(kg), 'offer_id', 0, 'offer_client', '', 'missed', 0, 'busy_since', t)
+    redis.call('HINCRBY', kkey(kg), 'sessions', 1)
     redis.call('HINCRBY', STATS, 'served', 1)
     set_state(kg, k, 'busy', nil)
     if c.who ~= '-' and C.memory_ms > 0 then
@@ -481,7 +533,7 @@ redis.register_function('es_k_answer', with_rules(function(a, t)
     -- counselor keeps their place among the idle.
     offer_back(kg, k, t)
     redis.call('HSET', kkey(kg), 'missed', 0)
-    set_state(kg, k, 'available', nil)
+    back_available(kg, k, t, nil)
     match(t)
   end
   return 'ok'
@@ -524,7 +576,11 @@ redis.register_function('es_k_over', with_rules(function(a, t)
   local d = t - tonumber(k.busy_since) + wrapup - h
   h = math.max(1, h + (d >= 0 and math.floor(d / 5) or -math.floor(-d / 5)))
   redis.call('HSET', STATS, 'handle_ms', h)
-  if wrapup > 0 then
+  local break_ms = tonumber(k.break_ms or 0)
+  if break_ms > 0 then
+    start_break(kg, k, math.max(break_ms, wrapup), t)
+    match(t)
+  elseif wrapup > 0 then
     redis.call('HSET', kkey(kg), 'deadline', t + wrapup)
     redis.call('ZADD', DEADLINES, t + wrapup, kg)
     set_state(kg, k, 'wrapup', nil)
@@ -550,8 +606,19 @@ redis.register_function('es_tick', with_rules(function(a, t)
       ring_timeout(kg, k, t)
     elseif k.state == 'wrapup' then
       back_to_work(kg, k, t)
+    elseif k.state == 'away' and tonumber(k.break_until or 0) > 0 then
+      k.idle_since = t
+      redis.call('HSET', kkey(kg), 'idle_since', t)
+      back_available(kg, k, t, 'break_over')
     else
       redis.call('ZREM', DEADLINES, kg)
+    end
+  end
+  -- The hours of a shift run out for counselors who are free.
+  if C.shift_ms > 0 then
+    for _, kg in ipairs(redis.call('ZRANGE', AVAIL, 0, -1)) do
+      local k = get(kkey(kg))
+      if shift_over(k, t) then set_state(kg, k, 'away', 'shift_over') end
     end
   end
   sweep_nodes(t)
@@ -605,7 +672,7 @@ redis.register_function('es_resync', with_rules(function(a, t)
       local st = a[i + 1]
       if st == 'ringing' or st == 'wrapup' then st = 'available' end
       counselor_add(node, a[i], st, a[i + 2], a[i + 3], t)
-      emit(node, 'state', a[i], st, '-')
+      emit(node, 'state', a[i], st, '-', 0)
     end
   end
   for _, kg in ipairs(redis.call('SMEMBERS', nkkey(node))) do

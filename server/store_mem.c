@@ -163,7 +163,7 @@ static void on_action(void *ctx, const struct matcher_action *a)
 	struct store_event ev = { .conn = a->counselor, .offer_id = a->offer_id,
 	                          .state = a->state, .reason = a->reason,
 	                          .waited_s = a->waited_s, .crisis = a->crisis,
-	                          .talked_before = a->talked_before };
+	                          .talked_before = a->talked_before, .for_ms = a->for_ms };
 	switch (a->type) {
 	case MA_OFFER: ev.type = SE_OFFER; break;
 	case MA_OFFER_GONE: ev.type = SE_OFFER_GONE; break;
@@ -244,6 +244,7 @@ static int err_of(int matcher_err)
 	case MATCHER_OK: return STORE_OK;
 	case MATCHER_NO_SUCH_OFFER: return STORE_NO_SUCH_OFFER;
 	case MATCHER_FULL: return STORE_FULL;
+	case MATCHER_SHIFT_OVER: return STORE_SHIFT_OVER;
 	default: return STORE_WRONG_STATE;
 	}
 }
@@ -321,6 +322,16 @@ static void counselor_set(struct store *st, uint32_t conn, enum proto_state stat
 		                            : matcher_counselor_set_away(&s->m, &e->mk, now_ms());
 	if (err)
 		result(s, conn, PT_SET_STATE, err_of(err));
+	settle(s);
+}
+
+static void counselor_break(struct store *st, uint32_t conn, int64_t ms)
+{
+	struct store_mem *s = MEM(st);
+	struct entry *e = find(s, conn);
+	int err = e ? matcher_counselor_take_break(&s->m, &e->mk, ms, now_ms()) : MATCHER_WRONG_STATE;
+	if (err)
+		result(s, conn, PT_TAKE_BREAK, err_of(err));
 	settle(s);
 }
 
@@ -413,6 +424,7 @@ static const struct store_ops mem_ops = {
 	.counselor_gone = counselor_gone,
 	.counselor_set = counselor_set,
 	.counselor_answer = counselor_answer,
+	.counselor_break = counselor_break,
 	.client_requeue = client_requeue,
 	.counselor_session_over = counselor_session_over,
 	.stats = stats,
@@ -437,7 +449,8 @@ struct store *store_mem_new(struct ev_loop *loop, const struct store_config *cfg
 		.crisis_wrapup_ms = cfg->crisis_wrapup_ms, .handle_ms = cfg->handle_ms,
 		.redecline_ms = cfg->redecline_ms, .max_missed = cfg->max_missed,
 		.max_queue = cfg->max_queue, .topic_wait_ms = cfg->topic_wait_ms,
-		.previous_wait_ms = cfg->previous_wait_ms,
+		.previous_wait_ms = cfg->previous_wait_ms, .shift_sessions = cfg->shift_sessions,
+		.shift_ms = cfg->shift_ms,
 	};
 	matcher_init(&s->m, &mc, on_action, s);
 	list_init(&s->memos);

@@ -36,7 +36,7 @@
 #define BACKOFF_MAX_S 5.0
 #define EV_BATCH "64"
 #define ARGV_MAX 16
-#define NRULES 11                  /* store.lua's NARGS */
+#define NRULES 13                  /* store.lua's NARGS */
 
 /* What this node holds: a waiting client or a counselor. */
 struct local {
@@ -144,6 +144,8 @@ static int err_of(const char *code)
 		return STORE_NO_SUCH_OFFER;
 	if (strcmp(code, "server_busy") == 0)
 		return STORE_FULL;
+	if (strcmp(code, "shift_over") == 0)
+		return STORE_SHIFT_OVER;
 	return STORE_WRONG_STATE;
 }
 
@@ -151,7 +153,8 @@ static int err_of(const char *code)
 static const char *reason_of(const char *r)
 {
 	static const char *const known[] = { "by_you", "timeout", "client_left",
-		                             "missed_offers", "wrapup_done" };
+		                             "missed_offers", "wrapup_done", "break",
+		                             "break_next", "break_over", "shift_over" };
 	for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
 		if (strcmp(r, known[i]) == 0)
 			return known[i];
@@ -181,12 +184,13 @@ static void on_event_line(struct store_redis *s, char *line)
 		return;
 	struct store_event e = { .conn = (uint32_t)strtoul(f[1], NULL, 10) };
 	struct local *l = local_find(s, e.conn);
-	if (strcmp(f[0], "state") == 0 && n == 4) {
+	if (strcmp(f[0], "state") == 0 && n == 5) {
 		e.type = SE_STATE;
 		e.state = proto_state_parse(f[2]);
 		if (e.state == ST_NONE)
 			return;
 		e.reason = reason_of(f[3]);
+		e.for_ms = strtoll(f[4], NULL, 10);
 		if (l)
 			l->kstate = e.state;
 	} else if (strcmp(f[0], "offer") == 0 && n == 10) {
@@ -810,6 +814,18 @@ static void counselor_answer(struct store *st, uint32_t conn, int64_t offer_id, 
 		emit_result(s, conn, ref, STORE_DOWN);
 }
 
+static void counselor_break(struct store *st, uint32_t conn, int64_t ms)
+{
+	struct store_redis *s = RED(st);
+	char g[STORE_NODE_MAX + 16], v[24];
+	gid(s, conn, g, sizeof g);
+	snprintf(v, sizeof v, "%lld", (long long)ms);
+	const char *argv[] = { g, v };
+	if (!s->ready || fcall(s, on_result_reply, PRIV(conn, PT_TAKE_BREAK), "es_k_break", 2, argv,
+	                       NULL))
+		emit_result(s, conn, PT_TAKE_BREAK, STORE_DOWN);
+}
+
 static void client_requeue(struct store *st, const struct store_event *m, int present)
 {
 	struct store_redis *s = RED(st);
@@ -880,6 +896,7 @@ static const struct store_ops redis_ops = {
 	.counselor_gone = counselor_gone,
 	.counselor_set = counselor_set,
 	.counselor_answer = counselor_answer,
+	.counselor_break = counselor_break,
 	.client_requeue = client_requeue,
 	.counselor_session_over = counselor_session_over,
 	.stats = stats,
@@ -949,7 +966,8 @@ struct store *store_redis_new(struct ev_loop *loop, const struct store_config *c
 	long long rules[NRULES] = { cfg->ring_ms, cfg->wrapup_ms, cfg->redecline_ms,
 		                    cfg->max_missed, cfg->max_queue, cfg->handle_ms,
 		                    ttl_ms * 3 > 30000 ? ttl_ms * 3 : 30000, cfg->topic_wait_ms,
-		                    cfg->previous_wait_ms, cfg->memory_ms, cfg->crisis_wrapup_ms };
+		                    cfg->previous_wait_ms, cfg->memory_ms, cfg->crisis_wrapup_ms,
+		                    cfg->shift_sessions, cfg->shift_ms };
 	for (int i = 0; i < NRULES; i++)
 		snprintf(s->rules[i], sizeof s->rules[i], "%lld", rules[i]);
 	s->backoff = BACKOFF_MIN_S;

@@ -26,6 +26,11 @@ const REASONS = {
   missed_offers: "You were set away after offers rang out unanswered — it looked like you'd "
     + "stepped away. Set yourself available when you're back.",
   wrapup_done: "Wrap-up finished — you're available again.",
+  break: "You're on a break. Offers come back by themselves when it ends, or set yourself "
+    + 'available sooner.',
+  break_over: "Your break is over — you're available again.",
+  shift_over: 'Your shift is over — thank you for your time today. No more offers will come: '
+    + 'time to rest.',
 };
 const GONE = {
   timeout: 'The offer rang out and went to the next counselor. The person keeps their place.',
@@ -128,7 +133,7 @@ function onRefused(m) {
 
 // ---- state ----
 
-function renderState(s, reason, wrapupS) {
+function renderState(s, reason, wrapupS, breakS) {
   state = s;
   const [title, detail] = STATES[s] || [s, ''];
   setText('state-h', title);
@@ -139,15 +144,22 @@ function renderState(s, reason, wrapupS) {
   $('go-away').hidden = !(s === 'available' || s === 'wrapup');
   if (s !== 'ringing') endOffer();
   clearInterval(wrapupTick);
-  $('wrapup-left').hidden = s !== 'wrapup';
-  if (s === 'wrapup') {
-    const until = Date.now() + (wrapupS || 0) * 1000;
-    const tick = () => setText('wrapup-left',
-      `New conversations in ${clock((until - Date.now()) / 1000)}`);
+  const onBreak = s === 'away' && reason === 'break';
+  $('wrapup-left').hidden = s !== 'wrapup' && !onBreak;
+  $('break-row').hidden = reason === 'shift_over' || onBreak || s === 'busy' || s === 'ringing';
+  if (s === 'wrapup' || onBreak) {
+    const until = Date.now() + ((onBreak ? breakS : wrapupS) || 0) * 1000;
+    const words = onBreak ? 'Back from your break in' : 'New conversations in';
+    const tick = () => setText('wrapup-left', `${words} ${clock((until - Date.now()) / 1000)}`);
     tick();
     wrapupTick = setInterval(tick, 250);
   }
 }
+
+$('take-break').addEventListener('click', () => {
+  if (!sock.send({ type: 'take_break', minutes: Number($('break-min').value) }))
+    setNote('desk-note', 'Not connected right now: take your break, and set yourself available when you are back.');
+});
 
 // While the connection is down the choice is kept and applied on reconnect.
 function choose(s) {
@@ -307,8 +319,13 @@ function onMessage(m) {
   switch (m.type) {
   case 'welcome': onWelcome(m); break;
   case 'state':
-    renderState(m.state, m.reason, m.wrapup_s);
-    if (m.reason === 'missed_offers') want = 'away';
+    if (m.reason === 'break_next') {
+      announce(`Your ${Math.round(m.break_s / 60)}-minute break starts when this conversation ends.`);
+      break;
+    }
+    renderState(m.state, m.reason, m.wrapup_s, m.break_s);
+    if (m.reason === 'missed_offers' || m.reason === 'shift_over' || m.reason === 'break') want = 'away';
+    if (m.reason === 'break_over') want = 'available';
     if (m.state === 'available' && m.reason === 'wrapup_done') setNote('desk-note', '');
     break;
   case 'offer': onOffer(m); break;
@@ -322,6 +339,10 @@ function onMessage(m) {
   case 'error':
     if (m.code === 'rate_limited') setNote('alert', "That was a lot at once; some of it wasn't sent.");
     else if (m.code === 'no_such_offer') endOffer();
+    else if (m.code === 'shift_over') {
+      want = 'away';
+      setNote('desk-note', REASONS.shift_over);
+    }
     else console.warn('earshot error', m);
     break;
   default: break;

@@ -344,6 +344,112 @@ static void test_crisis_in_session(void **state)
 	assert_int_equal(h_server_stop(&s), 0);
 }
 
+/* The next `state` other than busy. */
+static const struct proto_msg *next_state(struct h_peer *k)
+{
+	const struct proto_msg *m = expect(k, PT_STATE);
+	while (m->state == ST_BUSY && strcmp(m->reason, "break_next") != 0)
+		m = expect(k, PT_STATE);
+	return m;
+}
+
+/* After shift-sessions sessions the counselor gets no more offers and
+ * cannot go available again; someone waiting is not offered to them. */
+static void test_shift_limit(void **state)
+{
+	(void)state;
+	struct h_server s;
+	const char *const args[] = { "--wrapup", "0", "--shift-sessions", "1", NULL };
+	assert_int_equal(h_server_start(&s, args), 0);
+	struct h_peer *k = counselor(&s, "kim", NULL);
+	struct h_peer *c = person(&s, "p-1");
+	talk_now(c, "general", 0);
+	accept_offer(k, expect(k, PT_OFFER), c);
+	struct h_peer *d = person(&s, "p-2");
+	talk_now(d, "general", 0);
+	expect(d, PT_QUEUE);
+	h_send_json(k, "{\"type\":\"end\"}");
+	const struct proto_msg *m = next_state(k);
+	assert_int_equal(m->state, ST_AWAY);
+	assert_string_equal(m->reason, "shift_over");
+	h_send_json(k, "{\"type\":\"set_state\",\"state\":\"available\"}");
+	assert_string_equal(h_wait_error(k, T), "shift_over");
+	quiet(k, PT_OFFER, 500);
+	h_peer_free(c);
+	h_peer_free(d);
+	h_peer_free(k);
+	assert_int_equal(h_server_stop(&s), 0);
+}
+
+/* A break: away at once, back by itself when it ends (minutes run 60
+ * times faster here); asked for in a session, it starts when the session
+ * closes. */
+static void test_break(void **state)
+{
+	(void)state;
+	struct h_server s;
+	const char *const args[] = { "--time-scale", "60", "--wrapup", "0", NULL };
+	assert_int_equal(h_server_start(&s, args), 0);
+	struct h_peer *k = counselor(&s, "kim", NULL);
+	h_send_json(k, "{\"type\":\"take_break\",\"minutes\":1}");
+	const struct proto_msg *m = expect(k, PT_STATE);
+	assert_int_equal(m->state, ST_AWAY);
+	assert_string_equal(m->reason, "break");
+	assert_int_equal(m->break_s, 60);
+	struct h_peer *c = person(&s, "p-1");
+	talk_now(c, "general", 0);
+	quiet(k, PT_OFFER, 300);                        /* on a break: no offers */
+	m = h_wait(k, PT_STATE, 1000 + T);              /* back after 1 s */
+	assert_non_null(m);
+	assert_int_equal(m->state, ST_AVAILABLE);
+	assert_string_equal(m->reason, "break_over");
+	accept_offer(k, expect(k, PT_OFFER), c);
+	h_send_json(k, "{\"type\":\"take_break\",\"minutes\":2}");
+	m = next_state(k);
+	assert_int_equal(m->state, ST_BUSY);
+	assert_string_equal(m->reason, "break_next");
+	assert_int_equal(m->break_s, 120);
+	h_send_json(c, "{\"type\":\"end\"}");
+	m = next_state(k);
+	assert_int_equal(m->state, ST_AWAY);
+	assert_string_equal(m->reason, "break");
+	h_send_json(k, "{\"type\":\"take_break\",\"minutes\":0}");
+	assert_string_equal(h_wait_error(k, T), "bad_field");
+	h_send_json(k, "{\"type\":\"set_state\",\"state\":\"available\"}");   /* back early */
+	assert_int_equal(expect(k, PT_STATE)->state, ST_AVAILABLE);
+	h_peer_free(c);
+	h_peer_free(k);
+	assert_int_equal(h_server_stop(&s), 0);
+}
+
+/* Referral per topic: a session about grief ends with the grief lines
+ * first, then the general ones; another topic gets only the general. */
+static void test_topic_referral(void **state)
+{
+	(void)state;
+	struct h_server s;
+	const char *const args[] = { "--wrapup", "0", "--topic-referral", "grief: Cruse 0808 808 1677",
+		                     NULL };
+	assert_int_equal(h_server_start(&s, args), 0);
+	struct h_peer *k = counselor(&s, "kim", NULL);
+	struct h_peer *c = person(&s, "p-1");
+	const char *topics[] = { "grief", "study" };
+	for (int i = 0; i < 2; i++) {
+		talk_now(c, topics[i], 0);
+		accept_offer(k, expect(k, PT_OFFER), c);
+		h_send_json(k, "{\"type\":\"end\"}");
+		const char *ref = expect(c, PT_SESSION_END)->referral;
+		assert_non_null(strstr(ref, "emergency"));
+		if (i == 0)
+			assert_int_equal(strncmp(ref, "Cruse 0808 808 1677\n", 20), 0);
+		else
+			assert_null(strstr(ref, "Cruse"));
+	}
+	h_peer_free(c);
+	h_peer_free(k);
+	assert_int_equal(h_server_stop(&s), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -353,6 +459,9 @@ int main(void)
 		cmocka_unit_test(test_previous_wait),
 		cmocka_unit_test(test_crisis_question),
 		cmocka_unit_test(test_crisis_in_session),
+		cmocka_unit_test(test_shift_limit),
+		cmocka_unit_test(test_break),
+		cmocka_unit_test(test_topic_referral),
 	};
 	return cmocka_run_group_tests(tests, h_group_setup, h_group_teardown);
 }

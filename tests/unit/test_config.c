@@ -176,6 +176,33 @@ static void test_validate_redis_and_node(void **state)
 	assert_int_equal(config_set(&c, "presence-ttl", "0s", "--presence-ttl", err, sizeof(err)), -1);
 }
 
+/* Referral per topic: that topic's lines first, then the general ones;
+ * a line must name a valid topic. */
+static void test_topic_referral(void **state)
+{
+	(void)state;
+	struct config c;
+	char err[256], out[CONFIG_REFERRAL_MAX + 1];
+	config_defaults(&c);
+	assert_int_equal(config_set(&c, "referral", "Call 112 in danger.", "--referral", err, sizeof err), 0);
+	assert_int_equal(config_set(&c, "topic-referral", "grief: Cruse 0808 808 1677", "x", err,
+	                            sizeof err), 0);
+	assert_int_equal(config_set(&c, "topic-referral", "work: Acas 0300 123 1100", "x", err,
+	                            sizeof err), 0);
+	assert_int_equal(config_set(&c, "topic-referral", "grief: griefline.example", "x", err,
+	                            sizeof err), 0);
+	assert_int_equal(config_validate(&c, err, sizeof err), 0);
+	config_referral_for(&c, "grief", out, sizeof out);
+	assert_string_equal(out, "Cruse 0808 808 1677\ngriefline.example\nCall 112 in danger.");
+	config_referral_for(&c, "gri", out, sizeof out);   /* whole topics only */
+	assert_string_equal(out, "Call 112 in danger.");
+	config_referral_for(&c, "work", out, sizeof out);
+	assert_string_equal(out, "Acas 0300 123 1100\nCall 112 in danger.");
+	assert_int_equal(config_set(&c, "topic-referral", "no topic here", "x", err, sizeof err), 0);
+	assert_int_equal(config_validate(&c, err, sizeof err), -1);
+	assert_non_null(strstr(err, "topic-referral"));
+}
+
 static void test_table_names_unique_and_complete(void **state)
 {
 	(void)state;
@@ -188,6 +215,7 @@ static void test_table_names_unique_and_complete(void **state)
 		"media-max-pps", "media-queue", "silence-timeout", "link-report", "web-root",
 		"redis", "node-id", "presence-ttl", "advertise-url", "topic-wait",
 		"previous-wait", "continuity-days", "crisis-question", "crisis-wrapup",
+		"shift-sessions", "shift-hours", "topic-referral",
 	};
 	assert_int_equal(NDIRECTIVES, sizeof(want) / sizeof(want[0]));
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
@@ -846,6 +874,7 @@ int main(void)
 		cmocka_unit_test(test_validate_srtp_profile),
 		cmocka_unit_test(test_table_defaults_apply_cleanly),
 		cmocka_unit_test(test_validate_redis_and_node),
+		cmocka_unit_test(test_topic_referral),
 		cmocka_unit_test(test_table_names_unique_and_complete),
 		cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test(test_fmt_duration),

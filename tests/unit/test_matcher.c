@@ -642,6 +642,94 @@ static void test_crisis_wrapup(void **state)
 	assert_int_equal(matcher_next_deadline(&M), now + WRAPUP);
 }
 
+/* ---- counselor wellbeing: shift limits and breaks ---- */
+
+static void test_shift_sessions_limit(void **state)
+{
+	(void)state;
+	struct matcher_config cfg = default_cfg();
+	cfg.shift_sessions = 2;
+	cfg.wrapup_ms = 0;
+	init_with(&cfg);
+	kup(1);
+	enq(1);
+	kaccept(1);
+	matcher_counselor_session_over(&M, &K[1], 0, now);
+	enq(2);
+	kaccept(1);
+	rec.n = 0;
+	enq(3);                         /* waits: k1 is busy */
+	matcher_counselor_session_over(&M, &K[1], 0, now);
+	EXPECT("k1 away:shift_over");   /* no third offer */
+	assert_true(matcher_client_queued(&C[3]));
+	assert_int_equal(matcher_counselor_set_available(&M, &K[1], now), MATCHER_SHIFT_OVER);
+	assert_int_equal(K[1].state, ST_AWAY);
+	/* A new sign-in is a new shift. */
+	matcher_counselor_remove(&M, &K[1], now);
+	kadd(1);
+	kavail(1);
+	EXPECT("k1 available:by_you; k1 ringing; offer c103 k1 #3 w0");
+	check_counts();
+}
+
+static void test_shift_hours_limit(void **state)
+{
+	(void)state;
+	struct matcher_config cfg = default_cfg();
+	cfg.shift_ms = 3600000;
+	init_with(&cfg);
+	int64_t signed_in = now;
+	kup(1);
+	kup(2);
+	assert_int_equal(matcher_next_deadline(&M), signed_in + 3600000);
+	enq(1);                         /* k1 busy across the end of the shift */
+	kaccept(1);
+	rec.n = 0;
+	tick_at(signed_in + 3600000);
+	EXPECT("k2 away:shift_over");   /* idle when the hours ran out */
+	now += 1000;
+	matcher_counselor_session_over(&M, &K[1], 0, now);
+	EXPECT("k1 wrapup");            /* the session is never cut; the wrap-up is kept */
+	tick_at(now + WRAPUP);
+	EXPECT("k1 away:shift_over");
+	check_counts();
+}
+
+static void test_break(void **state)
+{
+	(void)state;
+	kup(1);
+	kup(2);
+	enq(1);
+	EXPECT("k1 ringing; offer c101 k1 #1 w0");
+	/* A break while ringing passes the offer on. */
+	assert_int_equal(matcher_counselor_take_break(&M, &K[1], 600000, now), MATCHER_OK);
+	EXPECT("gone k1 #1 by_you; k1 away:break; k2 ringing; offer c101 k2 #2 w0");
+	assert_int_equal(rec.n, 0);
+	assert_int_equal(matcher_next_deadline(&M), now + RING);
+	kaccept(2);
+	rec.n = 0;
+	tick_at(now + 600000);
+	EXPECT("k1 available:break_over");
+	/* Asked for in a session: it starts when the session closes, in place
+	 * of the wrap-up, and lasts at least as long. */
+	assert_int_equal(matcher_counselor_take_break(&M, &K[2], 5000, now), MATCHER_OK);
+	EXPECT("k2 busy:break_next");
+	matcher_counselor_session_over(&M, &K[2], 0, now);
+	EXPECT("k2 away:break");
+	assert_int_equal(K[2].break_until, now + WRAPUP);
+	/* Back early; or open-ended with away. */
+	kavail(2);
+	EXPECT("k2 available:by_you");
+	assert_int_equal(matcher_counselor_take_break(&M, &K[2], 5000, now), MATCHER_OK);
+	kaway(2);
+	EXPECT("k2 away:break; k2 away:by_you");
+	tick_at(now + 10000);
+	EXPECT("");
+	assert_int_equal(matcher_counselor_take_break(&M, &K[2], 0, now), MATCHER_WRONG_STATE);
+	check_counts();
+}
+
 static void test_idle_tie_goes_to_roster_order(void **state)
 {
 	(void)state;
@@ -2252,6 +2340,9 @@ int main(void)
 		T(test_idle_longest_gets_the_client),
 		T(test_crisis_goes_first),
 		T(test_crisis_wrapup),
+		T(test_shift_sessions_limit),
+		T(test_shift_hours_limit),
+		T(test_break),
 		T(test_topic_prefers_skilled),
 		T(test_topic_wait_then_anyone),
 		T(test_topic_skilled_frees_in_time),

@@ -119,6 +119,7 @@ static void sample(enum proto_type t, int variant, struct proto_msg *m)
 		m->waited_s = 41; m->ring_s = 20; m->crisis = variant; m->talked_before = variant;
 		break;
 	case PT_ACCEPT: case PT_DECLINE: m->offer_id = INT64_MAX; break;
+	case PT_TAKE_BREAK: m->minutes = variant ? 120 : 1; break;
 	case PT_OFFER_GONE: m->offer_id = 1; strcpy(m->reason, "timeout"); break;
 	case PT_SESSION_START:
 		strcpy(m->session_id, "s-0123456789abcdef"); m->mode = MODE_TEXT;
@@ -219,6 +220,7 @@ static void test_encode_exact(void **state)
 		{ PT_ERROR, 1, "{\"type\":\"error\",\"code\":\"wrong_state\",\"reason\":\"msg while waiting\",\"ref\":\"msg\"}" },
 		{ PT_STATE, 0, "{\"type\":\"state\",\"state\":\"away\",\"reason\":\"missed_offers\"}" },
 		{ PT_STATE, 1, "{\"type\":\"state\",\"state\":\"wrapup\",\"wrapup_s\":60}" },
+		{ PT_TAKE_BREAK, 0, "{\"type\":\"take_break\",\"minutes\":1}" },
 		{ PT_TYPING, 1, "{\"type\":\"typing\",\"on\":true}" },
 		{ PT_SESSION_END, 0, "{\"type\":\"session_end\",\"session_id\":\"s-1\",\"reason\":\"slot_over\"}" },
 		{ PT_SESSION_START, 0, "{\"type\":\"session_start\",\"session_id\":\"s-0123456789abcdef\","
@@ -358,6 +360,11 @@ static void test_crisis_flag(void **state)
 	assert_int_equal(m1.crisis, 0);
 	ERR("{\"type\":\"talk_now\",\"topic\":\"grief\",\"mode\":\"text\",\"previous\":\"yes\"}",
 	    "bad_field", "'previous'");
+	/* A break: whole minutes, 1 to 120; its length comes back in seconds. */
+	OK("{\"type\":\"state\",\"state\":\"away\",\"reason\":\"break\",\"break_s\":600}");
+	assert_int_equal(m1.break_s, 600);
+	ERR("{\"type\":\"take_break\",\"minutes\":121}", "bad_field", "'minutes'");
+	ERR("{\"type\":\"take_break\"}", "bad_field", "'minutes'");
 }
 
 static void test_stats_lenient(void **state)
