@@ -18,17 +18,24 @@ static void emit(struct matcher *m, const struct matcher_action *a)
 	m->emit(m->ctx, a);
 }
 
-static void set_state(struct matcher *m, struct mcounselor *k,
-                      enum proto_state st, const char *reason)
+/* `k` is now `st` because `reason` (for a break: `for_ms` long). */
+static void set_state_for(struct matcher *m, struct mcounselor *k, enum proto_state st,
+                          const char *reason, int64_t for_ms)
 {
 	m->by_state[k->state]--;
 	m->by_state[st]++;
 	k->state = st;
 	struct matcher_action a = { .type = MA_STATE, .counselor = k->id,
-	                            .state = st, .reason = reason };
+	                            .state = st, .reason = reason, .for_ms = for_ms };
 	emit(m, &a);
 	/* Counselor supply feeds every waiting client's estimate. */
 	m->queue_dirty = 1;
+}
+
+static void set_state(struct matcher *m, struct mcounselor *k,
+                      enum proto_state st, const char *reason)
+{
+	set_state_for(m, k, st, reason, 0);
 }
 
 /* The counselor has done their shift: enough sessions, or hours. */
@@ -42,9 +49,9 @@ static int shift_over(const struct matcher *m, const struct mcounselor *k, int64
 static void back_available(struct matcher *m, struct mcounselor *k, const char *reason,
                            int64_t now)
 {
+	int done = shift_over(m, k, now);
 	k->break_until = 0;
-	set_state(m, k, shift_over(m, k, now) ? ST_AWAY : ST_AVAILABLE,
-	          shift_over(m, k, now) ? REASON_SHIFT_OVER : reason);
+	set_state(m, k, done ? ST_AWAY : ST_AVAILABLE, done ? REASON_SHIFT_OVER : reason);
 }
 
 /* Away for a break of `ms` from now. */
@@ -52,13 +59,7 @@ static void start_break(struct matcher *m, struct mcounselor *k, int64_t ms, int
 {
 	k->break_until = now + ms;
 	k->break_ms = 0;
-	m->by_state[k->state]--;
-	m->by_state[ST_AWAY]++;
-	k->state = ST_AWAY;
-	struct matcher_action a = { .type = MA_STATE, .counselor = k->id, .state = ST_AWAY,
-	                            .reason = REASON_BREAK, .for_ms = ms };
-	emit(m, &a);
-	m->queue_dirty = 1;
+	set_state_for(m, k, ST_AWAY, REASON_BREAK, ms);
 }
 
 void matcher_init(struct matcher *m, const struct matcher_config *cfg,
@@ -372,6 +373,16 @@ static void offer_back(struct mcounselor *k, int64_t now)
 	k->offer_id = 0;
 }
 
+/* The offer ringing at `k` is withdrawn from them for `reason`. */
+static void withdraw_offer(struct matcher *m, struct mcounselor *k, const char *reason,
+                           int64_t now)
+{
+	struct matcher_action a = { .type = MA_OFFER_GONE, .counselor = k->id,
+	                            .offer_id = k->offer_id, .reason = reason };
+	offer_back(k, now);
+	emit(m, &a);
+}
+
 void matcher_counselor_remove(struct matcher *m, struct mcounselor *k, int64_t now)
 {
 	if (!k->registered)
@@ -407,14 +418,9 @@ int matcher_counselor_set_away(struct matcher *m, struct mcounselor *k, int64_t 
 	if (!k->registered)
 		return MATCHER_WRONG_STATE;
 	switch (k->state) {
-	case ST_RINGING: {
-		struct matcher_action a = { .type = MA_OFFER_GONE, .counselor = k->id,
-		                            .offer_id = k->offer_id,
-		                            .reason = REASON_BY_YOU };
-		offer_back(k, now);
-		emit(m, &a);
+	case ST_RINGING:
+		withdraw_offer(m, k, REASON_BY_YOU, now);
 		break;
-	}
 	case ST_AVAILABLE:
 	case ST_WRAPUP:
 		break;
@@ -437,20 +443,13 @@ int matcher_counselor_take_break(struct matcher *m, struct mcounselor *k, int64_
 	if (!k->registered || ms <= 0)
 		return MATCHER_WRONG_STATE;
 	switch (k->state) {
-	case ST_BUSY: {
+	case ST_BUSY:
 		k->break_ms = ms;
-		struct matcher_action a = { .type = MA_STATE, .counselor = k->id, .state = ST_BUSY,
-		                            .reason = REASON_BREAK_NEXT, .for_ms = ms };
-		emit(m, &a);
+		set_state_for(m, k, ST_BUSY, REASON_BREAK_NEXT, ms);   /* told, no change */
 		return MATCHER_OK;
-	}
-	case ST_RINGING: {
-		struct matcher_action a = { .type = MA_OFFER_GONE, .counselor = k->id,
-		                            .offer_id = k->offer_id, .reason = REASON_BY_YOU };
-		offer_back(k, now);
-		emit(m, &a);
+	case ST_RINGING:
+		withdraw_offer(m, k, REASON_BY_YOU, now);
 		break;
-	}
 	default:
 		break;
 	}
@@ -532,10 +531,7 @@ void matcher_counselor_session_over(struct matcher *m, struct mcounselor *k,
 
 static void ring_timeout(struct matcher *m, struct mcounselor *k, int64_t now)
 {
-	struct matcher_action a = { .type = MA_OFFER_GONE, .counselor = k->id,
-	                            .offer_id = k->offer_id, .reason = REASON_TIMEOUT };
-	offer_back(k, now);
-	emit(m, &a);
+	withdraw_offer(m, k, REASON_TIMEOUT, now);
 	if (++k->missed >= m->cfg.max_missed) {
 		k->missed = 0;
 		set_state(m, k, ST_AWAY, REASON_MISSED);

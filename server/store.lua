@@ -258,6 +258,13 @@ local function offer_back(kg, k, t)
   redis.call('ZREM', DEADLINES, kg)
 end
 
+-- The offer ringing at counselor kg is withdrawn from them for `reason`.
+local function withdraw_offer(kg, k, t, reason)
+  local oid = k.offer_id
+  offer_back(kg, k, t)
+  emit(k.node, 'gone', k.conn, oid, reason)
+end
+
 local function client_forget(cg, node)
   redis.call('DEL', ckey(cg))
   redis.call('ZREM', LAPSES, cg .. '|p', cg .. '|t')
@@ -332,6 +339,18 @@ local function lapses(cg, since, ask)
   redis.call('ZADD', LAPSES, since + C.topic_wait_ms, cg .. '|t')
 end
 
+-- Client cg waits at `place` (its score) since `since`, afresh.
+local function put_client(cg, node, conn, topic, mode, crisis, since, who, ask, place)
+  redis.call('DEL', ckey(cg))
+  redis.call('HSET', ckey(cg), 'node', node, 'conn', conn, 'topic', topic, 'mode', mode,
+             'crisis', crisis, 'since', since, 'offered_to', '', 'declined', '', 'who', who,
+             'ask', ask, 'prev', who ~= '-' and redis.call('GET', prevkey(who)) or '')
+  redis.call('SADD', nckey(node), cg)
+  redis.call('ZADD', QUEUE, place, cg)
+  lapses(cg, tonumber(since), ask)
+  bump()
+end
+
 -- A person joins the queue; `who` is their pseudonym ('-' none), under which
 -- whom they talked with last is kept; `ask` 1 asks for them again.
 local function enqueue(node, conn, topic, mode, crisis, who, ask, t)
@@ -340,14 +359,7 @@ local function enqueue(node, conn, topic, mode, crisis, who, ask, t)
   if redis.call('ZCARD', QUEUE) >= C.max_queue then return 'server_busy' end
   local seq = redis.call('HINCRBY', STATS, 'qseq', 1)
   if crisis == '1' then seq = seq - CRISIS_AHEAD end
-  redis.call('DEL', ckey(cg))
-  redis.call('HSET', ckey(cg), 'node', node, 'conn', conn, 'topic', topic, 'mode', mode,
-             'crisis', crisis, 'since', t, 'offered_to', '', 'declined', '', 'who', who,
-             'ask', ask, 'prev', who ~= '-' and redis.call('GET', prevkey(who)) or '')
-  redis.call('SADD', nckey(node), cg)
-  redis.call('ZADD', QUEUE, seq, cg)
-  lapses(cg, t, ask)
-  bump()
+  put_client(cg, node, conn, topic, mode, crisis, t, who, ask, seq)
   return 'ok'
 end
 
@@ -359,9 +371,7 @@ local function back_to_work(kg, k, t)
 end
 
 local function ring_timeout(kg, k, t)
-  local oid = k.offer_id
-  offer_back(kg, k, t)
-  emit(k.node, 'gone', k.conn, oid, 'timeout')
+  withdraw_offer(kg, k, t, 'timeout')
   local missed = tonumber(k.missed) + 1
   if missed >= C.max_missed then
     redis.call('HSET', kkey(kg), 'missed', 0)
@@ -469,9 +479,7 @@ redis.register_function('es_k_set', with_rules(function(a, t)
     set_state(kg, k, 'available', 'by_you')
   else
     if k.state == 'ringing' then
-      local oid = k.offer_id
-      offer_back(kg, k, t)
-      emit(k.node, 'gone', k.conn, oid, 'by_you')
+      withdraw_offer(kg, k, t, 'by_you')
     elseif k.state ~= 'available' and k.state ~= 'wrapup' and
            not (k.state == 'away' and on_break) then
       return 'wrong_state'
@@ -493,11 +501,7 @@ redis.register_function('es_k_break', with_rules(function(a, t)
     emit(k.node, 'state', k.conn, 'busy', 'break_next', ms)
     return 'ok'
   end
-  if k.state == 'ringing' then
-    local oid = k.offer_id
-    offer_back(kg, k, t)
-    emit(k.node, 'gone', k.conn, oid, 'by_you')
-  end
+  if k.state == 'ringing' then withdraw_offer(kg, k, t, 'by_you') end
   start_break(kg, k, ms, t)
   match(t)
   return 'ok'
@@ -553,15 +557,8 @@ redis.register_function('es_requeue', with_rules(function(a, t)
     return 'ok'
   end
   if redis.call('ZSCORE', QUEUE, cg) then return 'ok' end
-  redis.call('DEL', ckey(cg))
-  redis.call('HSET', ckey(cg), 'node', node, 'conn', conn, 'topic', a[3], 'mode', a[4],
-             'since', a[5], 'offered_to', '', 'declined', '',
-             'crisis', tonumber(a[6]) < 0 and '1' or '0', 'who', a[7], 'ask', a[8],
-             'prev', a[7] ~= '-' and redis.call('GET', prevkey(a[7])) or '')
-  redis.call('SADD', nckey(node), cg)
-  redis.call('ZADD', QUEUE, a[6], cg)
-  lapses(cg, tonumber(a[5]), a[8])
-  bump()
+  put_client(cg, node, conn, a[3], a[4], tonumber(a[6]) < 0 and '1' or '0', a[5], a[7], a[8],
+             a[6])
   match(t)
   return 'ok'
 end))

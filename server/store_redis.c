@@ -791,39 +791,36 @@ static void counselor_gone(struct store *st, uint32_t conn)
 	counselor_call(s, "es_k_gone", conn);
 }
 
-static void counselor_set(struct store *st, uint32_t conn, enum proto_state state)
+/* A counselor's function whose outcome the hub waits for (`ref`): the
+ * counselor's gid, then `a1` and `a2` (NULL: none). */
+static void counselor_ask(struct store_redis *s, uint32_t conn, enum proto_type ref,
+                          const char *fn, const char *a1, const char *a2)
 {
-	struct store_redis *s = RED(st);
 	char g[STORE_NODE_MAX + 16];
 	gid(s, conn, g, sizeof g);
-	const char *argv[] = { g, proto_state_name(state) };
-	if (!s->ready || fcall(s, on_result_reply, PRIV(conn, PT_SET_STATE), "es_k_set", 2, argv,
-	                       NULL))
-		emit_result(s, conn, PT_SET_STATE, STORE_DOWN);
+	const char *argv[] = { g, a1, a2 };
+	if (!s->ready || fcall(s, on_result_reply, PRIV(conn, ref), fn, a2 ? 3 : 2, argv, NULL))
+		emit_result(s, conn, ref, STORE_DOWN);
+}
+
+static void counselor_set(struct store *st, uint32_t conn, enum proto_state state)
+{
+	counselor_ask(RED(st), conn, PT_SET_STATE, "es_k_set", proto_state_name(state), NULL);
 }
 
 static void counselor_answer(struct store *st, uint32_t conn, int64_t offer_id, int accept)
 {
-	struct store_redis *s = RED(st);
-	char g[STORE_NODE_MAX + 16], oid[24];
-	gid(s, conn, g, sizeof g);
+	char oid[24];
 	snprintf(oid, sizeof oid, "%lld", (long long)offer_id);
-	const char *argv[] = { g, oid, accept ? "1" : "0" };
-	enum proto_type ref = accept ? PT_ACCEPT : PT_DECLINE;
-	if (!s->ready || fcall(s, on_result_reply, PRIV(conn, ref), "es_k_answer", 3, argv, NULL))
-		emit_result(s, conn, ref, STORE_DOWN);
+	counselor_ask(RED(st), conn, accept ? PT_ACCEPT : PT_DECLINE, "es_k_answer", oid,
+	              accept ? "1" : "0");
 }
 
 static void counselor_break(struct store *st, uint32_t conn, int64_t ms)
 {
-	struct store_redis *s = RED(st);
-	char g[STORE_NODE_MAX + 16], v[24];
-	gid(s, conn, g, sizeof g);
+	char v[24];
 	snprintf(v, sizeof v, "%lld", (long long)ms);
-	const char *argv[] = { g, v };
-	if (!s->ready || fcall(s, on_result_reply, PRIV(conn, PT_TAKE_BREAK), "es_k_break", 2, argv,
-	                       NULL))
-		emit_result(s, conn, PT_TAKE_BREAK, STORE_DOWN);
+	counselor_ask(RED(st), conn, PT_TAKE_BREAK, "es_k_break", v, NULL);
 }
 
 static void client_requeue(struct store *st, const struct store_event *m, int present)
