@@ -370,6 +370,12 @@ void esc_close(struct esc_conn *c)
 		lws_callback_on_writable(c->wsi);
 }
 
+void esc_drop(struct esc_conn *c)
+{
+	if (c->wsi)
+		shutdown(lws_get_socket_fd(c->wsi), SHUT_RDWR);
+}
+
 void esc_pause(struct esc_conn *c, int paused, int rcvbuf)
 {
 	if (!c->wsi)

@@ -61,6 +61,8 @@ int esc_send(struct esc_conn *c, const struct proto_msg *m);
 int esc_send_raw(struct esc_conn *c, const void *buf, size_t len, int binary);
 /* Start a normal close (1000). */
 void esc_close(struct esc_conn *c);
+/* Cut the connection as a dead network would: no close frame. */
+void esc_drop(struct esc_conn *c);
 /* Stop (1) or resume (0) reading from the server, as a peer on a choked
  * network would; `rcvbuf` > 0 also shrinks the socket's receive buffer so
  * the server notices soon. For tests of slow readers. */

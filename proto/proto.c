@@ -138,6 +138,7 @@ enum field_kind {
 #define F_REQ 0x1    /* required; optional ones take `dflt` / "" when absent */
 #define F_BIG 0x2    /* too long is "too_large" (text, comment, token) */
 #define F_WRAPUP 0x4 /* only exists while `state` is wrapup (state.wrapup_s) */
+#define F_RESUMED 0x8 /* only written with `resumed` (session_start after a resume) */
 
 struct field {
 	const char *name;     /* on the wire */
@@ -161,8 +162,12 @@ struct field {
 #define REASON STR("reason", reason, 1, F_REQ)
 #define REASON_OPT STR("reason", reason, 0, 0)
 
+/* Optional, false when absent (and then not written). */
+#define FLAG(n, m) { n, K_BOOL, 0, OFF(m), 0, 1, 0 }
+
 static const struct field f_hello[] = {
 	ENUM("role", role, K_ROLE), STR("token", token, 0, F_BIG),
+	STR("resume", resume, 0, 0),
 };
 static const struct field f_welcome[] = {
 	ENUM("role", role, K_ROLE),
@@ -170,13 +175,13 @@ static const struct field f_welcome[] = {
 	STR("name", name, 0, F_REQ), ENUM("state", state, K_STATE),
 	U32("slot_s", slot_s, 0), U32("ring_s", ring_s, 0),
 	U32("version", version, 0), STR("crisis_question", question, 0, 0),
+	STR("resume_token", resume, 0, 0), FLAG("resumed", resumed),
+	{ "grace_s", K_U32, 0, OFF(grace_s), 1, UINT32_MAX, 0 },
 };
 static const struct field f_error[] = {
 	STR("code", code, 1, F_REQ), REASON_OPT, STR("ref", ref, 0, 0),
 };
 static const struct field f_reason[] = { REASON };
-/* Optional, false when absent (and then not written). */
-#define FLAG(n, m) { n, K_BOOL, 0, OFF(m), 0, 1, 0 }
 #define CRISIS FLAG("crisis", crisis)
 static const struct field f_talk_now[] = {
 	TOPIC, ENUM("mode", mode, K_MODE), CRISIS, FLAG("previous", previous),
@@ -212,6 +217,9 @@ static const struct field f_session_start[] = {
 	STR("peer", name, 0, F_REQ),
 	STR("srtp_profile", srtp_profile, 0, 0),
 	STR("tx_key", tx_key, 0, 0), STR("rx_key", rx_key, 0, 0),
+	FLAG("resumed", resumed),
+	{ "last_id", K_I64, F_RESUMED, OFF(last_id), 0, INT64_MAX, -1 },
+	{ "acked", K_I64, F_RESUMED, OFF(acked), 1, INT64_MAX, 0 },
 };
 /* One shape for both directions: a peer sends `id`, the server relays with
  * `seq`; each is optional and "absent" is a value outside its range. */
@@ -227,6 +235,7 @@ static const struct field f_typing[] = {
 };
 static const struct field f_slot_warning[] = { U32("remaining_s", remaining_s, 0) };
 static const struct field f_slot_over[] = { U32("grace_s", grace_s, 0) };
+static const struct field f_peer_lost[] = { U32("grace_s", grace_s, 1) };
 static const struct field f_audio[] = {
 	STR("who", who, 1, F_REQ), STR("state", audio, 1, F_REQ),
 };
@@ -288,6 +297,8 @@ static const struct type_spec types[PT__COUNT] = {
 	[PT_PEER_MUTE] = T("peer_mute", f_typing),
 	[PT_AUDIO] = T("audio", f_audio),
 	[PT_LINK] = T("link", f_link),
+	[PT_PEER_LOST] = T("peer_lost", f_peer_lost),
+	[PT_PEER_BACK] = T0("peer_back"),
 };
 
 const char *proto_type_name(enum proto_type t)
@@ -767,7 +778,8 @@ enum proto_status proto_decode(const char *buf, size_t len,
 static int field_encode(const struct field *f, const struct proto_msg *m,
                         json_t *obj)
 {
-	if ((f->flags & F_WRAPUP) && m->state != ST_WRAPUP)
+	if (((f->flags & F_WRAPUP) && m->state != ST_WRAPUP) ||
+	    ((f->flags & F_RESUMED) && !m->resumed))
 		return 0;
 	json_t *v;
 	if (f->kind == K_BOOL) {

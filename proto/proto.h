@@ -30,6 +30,7 @@
 #define PROTO_NODE_MAX 40      /* node ids: [A-Za-z0-9._-] */
 #define PROTO_NODES_MAX 16     /* nodes listed in `stats` */
 #define PROTO_CRISES_MAX 16    /* sessions in crisis listed in `stats` */
+#define PROTO_RESUME_MAX 96    /* resume tokens */
 
 enum proto_type {
 	PT_NONE = 0,
@@ -46,6 +47,8 @@ enum proto_type {
 	PT_SUBSCRIBE, PT_STATS,
 	/* voice */
 	PT_MUTE, PT_PEER_MUTE, PT_AUDIO, PT_LINK,
+	/* resume after a dropped connection */
+	PT_PEER_LOST, PT_PEER_BACK,
 	PT__COUNT
 };
 
@@ -113,9 +116,12 @@ struct proto_msg {
 	int previous;                  /* talk_now: asks for the last counselor (optional) */
 	int talked_before;             /* offer: the client talked with you last (optional) */
 	int score;                     /* rate: 1-5 */
+	int resumed;                   /* welcome, session_start: restored after a drop */
 	int64_t id;                    /* msg (C->S), sent: sender's id, >= 0 */
 	int64_t seq;                   /* msg (S->C), sent, ack, delivered: >= 1 */
 	int64_t offer_id;              /* offer, accept, decline, offer_gone: >= 1 */
+	int64_t last_id;               /* session_start (resumed): your last msg id taken; -1 none */
+	int64_t acked;                 /* session_start (resumed): your last msg seq the peer acked; 0 none */
 	uint32_t position;             /* queue */
 	uint32_t wait_s;               /* queue */
 	uint32_t counselors;           /* queue */
@@ -123,7 +129,7 @@ struct proto_msg {
 	uint32_t ring_s;               /* offer, welcome */
 	uint32_t slot_s;               /* session_start, welcome */
 	uint32_t remaining_s;          /* session_start, slot_warning */
-	uint32_t grace_s;              /* slot_over */
+	uint32_t grace_s;              /* slot_over, peer_lost, welcome (resume grace; 0 absent) */
 	uint32_t wrapup_s;             /* state (entering wrapup) */
 	uint32_t break_s;              /* state (a break: away/break, busy/break_next); 0 absent */
 	int minutes;                   /* take_break: 1-120 */
@@ -152,6 +158,7 @@ struct proto_msg {
 	char link_peer[PROTO_WORD_MAX + 1];
 	char waiting_for[16];                  /* queue: "previous", "topic" or "" */
 	char question[PROTO_QUESTION_MAX + 1]; /* welcome (client): the crisis question, "" none */
+	char resume[PROTO_RESUME_MAX + 1];     /* hello: `resume`; welcome: `resume_token`; "" none */
 };
 
 /* Decoding outcome. On PROTO_OK `*out` holds the message. Otherwise

@@ -82,6 +82,9 @@ static const struct directive {
 	  "counselor's pause after a session before new offers" },
 	{ "crisis-wrapup", T_DURATION, FIELD(crisis_wrapup), 0, 0, 3600, "10m", 0,
 	  "counselor's pause after a session flagged in crisis, before new offers" },
+	{ "resume-grace", T_DURATION, FIELD(resume_grace), 0, 0, 600, "30s", 0,
+	  "how long a person whose connection dropped keeps their place in line or "
+	  "their session, to come back with their resume token (0: not at all)" },
 	{ "shift-sessions", T_INT, FIELD(shift_sessions), 0, 0, 100, "0", 0,
 	  "sessions a counselor takes in one shift (from sign-in), then no more offers "
 	  "(0: no limit)" },

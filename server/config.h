@@ -31,6 +31,7 @@ struct config {
 	int ring_timeout;         /* 20, 5..120 */
 	int max_missed_offers;    /* 2, 1..10 */
 	int wrapup;               /* 60, 0..900 */
+	int resume_grace;         /* 30, 0..600: a dropped connection's place is kept */
 	int crisis_wrapup;        /* 600, 0..3600: wrap-up after a session in crisis */
 	int shift_sessions;       /* 0 (no limit), 0..100: sessions in a shift */
 	int shift_hours;          /* 0 (no limit), 0..24: hours in a shift from sign-in */

@@ -41,7 +41,7 @@ static void random_hex(char *out, size_t nbytes)
 void hub_send(struct conn *c, const struct proto_msg *m)
 {
 	char buf[SEND_BUF];
-	if (!c->ws && !c->pipe)
+	if (!c->ws && !c->pipe && !c->proxy && !(c->ghost && m->type == PT_SESSION_END))
 		return;
 	long n = proto_encode(m, buf, sizeof buf);
 	if (n < 0) {
@@ -49,16 +49,34 @@ void hub_send(struct conn *c, const struct proto_msg *m)
 		          proto_type_name(m->type));
 		return;
 	}
-	if (c->pipe)
-		span_send(c, buf, (size_t)n);
-	else
-		ws_send(c->ws, buf, (size_t)n);
+	hub_send_raw(c, buf, (size_t)n);
+}
+
+void hub_send_raw(struct conn *c, const char *json, size_t len)
+{
+	if (c->pipe) {
+		span_send(c, json, len);
+	} else if (c->proxy) {
+		span_link_send(c->proxy, "down", c->proxy_conn, json, len);
+	} else if (c->ws) {
+		ws_send(c->ws, json, len);
+	} else if (c->ghost && !c->ended) {
+		/* Away when their session closed: they get its end when back. */
+		struct proto_msg *m = malloc(sizeof *m);
+		struct proto_err err;
+		if (m && proto_decode(json, len, m, &err) == PROTO_OK && m->type == PT_SESSION_END)
+			c->ended = m;
+		else
+			free(m);
+	}
 }
 
 int hub_send_media(struct conn *c, const uint8_t *buf, size_t len)
 {
 	if (c->pipe)
 		return span_send_media(c, buf, len);
+	if (c->proxy)
+		return span_link_media(c->proxy, c->proxy_conn | LINK_RESUMED, buf, len);
 	return c->ws ? ws_send_media(c->ws, buf, len) : -1;
 }
 
@@ -390,6 +408,7 @@ static const struct route {
 static void conn_detach(struct conn *c)
 {
 	struct store *st = c->hub->store;
+	resume_drop(c);
 	if (c->session)
 		session_close(c->session, "peer_left", c);
 	if (c->via)
@@ -411,17 +430,75 @@ static struct conn *find_same_person(struct hub *h, const struct conn *nc)
 	struct list *it;
 	list_for_each(it, &h->conns) {
 		struct conn *c = list_entry(it, struct conn, link);
-		if (c != nc && c->ws && c->role == nc->role &&
+		if (c != nc && (c->ws || c->proxy || c->ghost) && c->role == nc->role &&
 		    strcmp(c->ident.sub, nc->ident.sub) == 0)
 			return c;
 	}
 	return NULL;
 }
 
+void hub_welcome(struct conn *c, int resumed)
+{
+	struct hub *h = c->hub;
+	struct proto_msg w = { .type = PT_WELCOME, .role = c->role, .version = PROTO_VERSION,
+	                       .state = c->role == ROLE_COUNSELOR ? c->kstate : c->state,
+	                       .slot_s = (uint32_t)h->cfg.slot_length,
+	                       .ring_s = (uint32_t)h->cfg.ring_timeout, .resumed = resumed };
+	snprintf(w.sub, sizeof w.sub, "%s", c->ident.sub);
+	snprintf(w.name, sizeof w.name, "%s", c->ident.name);
+	if (c->role == ROLE_CLIENT)
+		snprintf(w.question, sizeof w.question, "%s", h->cfg.crisis_question);
+	if (c->secret[0] && h->cfg.resume_grace > 0) {
+		snprintf(w.resume, sizeof w.resume, "%s:%u:%s", c->secret, c->id, h->node);
+		w.grace_s = (uint32_t)h->cfg.resume_grace;
+	}
+	hub_send(c, &w);
+}
+
+void hub_admit(struct conn *c, enum proto_role role)
+{
+	struct hub *h = c->hub;
+	c->role = role;
+	struct conn *old = find_same_person(h, c);
+	if (old) {
+		log_info("conn %u replaces conn %u (same person)", c->id, old->id);
+		hub_error(old, "replaced", "you connected again from elsewhere", PT_NONE);
+		if (old->ws) {
+			conn_detach(old);
+			ws_close(old->ws, 1008, "replaced");
+		} else {
+			hub_conn_gone(old);   /* kept for a grace, or reached elsewhere */
+		}
+	}
+	if (c->role == ROLE_CLIENT)
+		c->state = ST_IDLE;
+	else if (c->role == ROLE_OPERATOR || c->role == ROLE_NODE)
+		c->state = ST_WATCHING;
+	if (c->role == ROLE_NODE)
+		ws_trust(c->ws);   /* it carries many sessions */
+	else
+		c->kstate = ST_AWAY;
+	if (c->role == ROLE_CLIENT || c->role == ROLE_COUNSELOR)
+		resume_init(c);
+	hub_welcome(c, 0);
+	log_info("conn %u is a %s", c->id, proto_role_name(c->role));
+	log_debug("conn %u sub %s", c->id, c->ident.sub);
+	if (c->role == ROLE_COUNSELOR) {
+		char skills[AUTH_SKILLS_MAX * (PROTO_TOPIC_MAX + 1)] = "";
+		size_t used = 0;
+		for (int i = 0; i < c->ident.nskills; i++)
+			used += (size_t)snprintf(skills + used, sizeof skills - used, "%s%s",
+			                         i ? "," : "", c->ident.skills[i]);
+		h->store->ops->counselor_add(h->store, c->id, c->ident.sub, skills);
+	}
+	hub_stats_changed(h);
+}
+
 static void on_hello(struct conn *c, const struct proto_msg *m)
 {
 	struct hub *h = c->hub;
-	if (m->token[0] == '\0') {
+	int anon = m->token[0] == '\0';
+	if (anon) {
 		if (!(h->cfg.dev_mode && m->role == ROLE_CLIENT)) {
 			error_close(c, "auth_required", "a token is required");
 			return;
@@ -443,42 +520,10 @@ static void on_hello(struct conn *c, const struct proto_msg *m)
 			return;
 		}
 	}
-	c->role = m->role;
-	struct conn *old = find_same_person(h, c);
-	if (old) {
-		log_info("conn %u replaces conn %u (same person)", c->id, old->id);
-		hub_error(old, "replaced", "you connected again from elsewhere", PT_NONE);
-		conn_detach(old);
-		ws_close(old->ws, 1008, "replaced");
-	}
-	if (c->role == ROLE_CLIENT)
-		c->state = ST_IDLE;
-	else if (c->role == ROLE_OPERATOR || c->role == ROLE_NODE)
-		c->state = ST_WATCHING;
-	if (c->role == ROLE_NODE)
-		ws_trust(c->ws);   /* it carries many sessions */
-	else
-		c->kstate = ST_AWAY;
-	struct proto_msg w = { .type = PT_WELCOME, .role = c->role, .version = PROTO_VERSION,
-	                       .state = c->role == ROLE_COUNSELOR ? c->kstate : c->state,
-	                       .slot_s = (uint32_t)h->cfg.slot_length,
-	                       .ring_s = (uint32_t)h->cfg.ring_timeout };
-	snprintf(w.sub, sizeof w.sub, "%s", c->ident.sub);
-	snprintf(w.name, sizeof w.name, "%s", c->ident.name);
-	if (c->role == ROLE_CLIENT)
-		snprintf(w.question, sizeof w.question, "%s", h->cfg.crisis_question);
-	hub_send(c, &w);
-	log_info("conn %u is a %s", c->id, proto_role_name(c->role));
-	log_debug("conn %u sub %s", c->id, c->ident.sub);
-	if (c->role == ROLE_COUNSELOR) {
-		char skills[AUTH_SKILLS_MAX * (PROTO_TOPIC_MAX + 1)] = "";
-		size_t used = 0;
-		for (int i = 0; i < c->ident.nskills; i++)
-			used += (size_t)snprintf(skills + used, sizeof skills - used, "%s%s",
-			                         i ? "," : "", c->ident.skills[i]);
-		h->store->ops->counselor_add(h->store, c->id, c->ident.sub, skills);
-	}
-	hub_stats_changed(h);
+	c->anon = anon;
+	if (m->resume[0] && resume_hello(c, m, anon))
+		return;
+	hub_admit(c, m->role);
 }
 
 /* ---- transport handlers ---- */
@@ -516,11 +561,14 @@ static int session_message(enum proto_type t)
 	       t == PT_CRISIS;
 }
 
-static void on_text(void *user, const char *buf, size_t len)
+void hub_text(struct conn *c, const char *buf, size_t len)
 {
-	struct conn *c = user;
 	struct proto_msg m;
 	struct proto_err err;
+	if (c->home) {
+		resume_up(c, buf, len, 0);   /* taken up again here; at home elsewhere */
+		return;
+	}
 	if (c->role == ROLE_NODE) {
 		span_host_text(c, buf, len);
 		return;
@@ -534,6 +582,11 @@ static void on_text(void *user, const char *buf, size_t len)
 		span_forward(c, buf, len);   /* its session runs on another node */
 	else
 		hub_dispatch(c, &m);
+}
+
+static void on_text(void *user, const char *buf, size_t len)
+{
+	hub_text(user, buf, len);
 }
 
 static void on_refused(void *user, enum ws_refusal why)
@@ -554,9 +607,12 @@ static void on_refused(void *user, enum ws_refusal why)
 
 /* Voice packets take no JSON and no error replies on their path; a binary
  * frame outside a voice session is counted, and answered once a second. */
-static void on_binary(void *user, uint8_t *buf, size_t len)
+void hub_binary(struct conn *c, const uint8_t *buf, size_t len)
 {
-	struct conn *c = user;
+	if (c->home) {
+		resume_up(c, (const char *)buf, len, 1);
+		return;
+	}
 	if (c->role == ROLE_NODE) {
 		span_host_media(c, buf, len);
 		return;
@@ -574,6 +630,11 @@ static void on_binary(void *user, uint8_t *buf, size_t len)
 		hub_error(c, "wrong_state", "binary frames carry voice, in a voice session only",
 		          PT_NONE);
 	}
+}
+
+static void on_binary(void *user, uint8_t *buf, size_t len)
+{
+	hub_binary(user, buf, len);
 }
 
 struct conn *hub_conn_new(struct hub *h)
@@ -619,14 +680,17 @@ void hub_conn_gone(struct conn *c)
 	ev_idle_start(h->loop, &h->reaper);
 }
 
-static void on_closed(void *user)
+static void on_closed(void *user, int peer_code)
 {
 	struct conn *c = user;
 	if (!c)
 		return;
-	log_info("conn %u closed", c->id);
+	log_info("conn %u closed (%d)", c->id, peer_code);
 	c->ws = NULL;
-	hub_conn_gone(c);
+	if (c->home)
+		resume_home_gone(c);
+	if (!resume_keep(c, peer_code))
+		hub_conn_gone(c);
 }
 
 static void reaper_cb(struct ev_loop *loop, ev_idle *w, int revents)
@@ -695,7 +759,7 @@ static void house_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct list *it;
 	list_for_each(it, &h->conns) {
 		struct conn *c = list_entry(it, struct conn, link);
-		if (c->role == ROLE_NONE && c->ws && c->opened_ms < limit)
+		if (c->role == ROLE_NONE && c->ws && !c->home && c->opened_ms < limit)
 			ws_close(c->ws, 1008, "no hello");
 	}
 	int voice = 0;
@@ -839,9 +903,13 @@ void hub_free(struct hub *h)
 		return;
 	/* Links first, and remote clients with them: their sessions end while
 	 * the counselors' connections still exist to be told. */
+	h->draining = 1;        /* nobody is kept for a resume now */
 	span_free(h);
 	ws_server_free(h->ws);  /* closes every connection: on_closed runs */
 	h->ws = NULL;
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &h->conns)   /* those kept for a resume */
+		hub_conn_gone(list_entry(it, struct conn, link));
 	ev_timer_stop(h->loop, &h->stats_timer);
 	ev_timer_stop(h->loop, &h->house_timer);
 	ev_idle_stop(h->loop, &h->reaper);

@@ -222,7 +222,7 @@ static void keep_asked_for(struct matcher *m, int64_t now)
 		list_entry(it, struct mcounselor, link)->kept_for = NULL;
 	list_for_each(it, &m->queue) {
 		struct mclient *c = list_entry(it, struct mclient, link);
-		if (c->offered_to || !wants_previous(m, c, now))
+		if (c->offered_to || c->away || !wants_previous(m, c, now))
 			continue;
 		struct mcounselor *k = by_sub(m, c->previous);
 		if (k && !k->kept_for)
@@ -263,7 +263,7 @@ static void match(struct matcher *m, int64_t now)
 			if (m->by_state[ST_AVAILABLE] == 0)
 				return;
 			struct mclient *c = list_entry(it, struct mclient, link);
-			if (c->offered_to)
+			if (c->offered_to || c->away)
 				continue;
 			struct mcounselor *k = pick_counselor(m, c, strict, now);
 			if (k)
@@ -320,26 +320,43 @@ static void unqueue(struct matcher *m, struct mclient *c)
 	m->queue_dirty = 1;
 }
 
+/* The client left (the queue, or their connection) while offered: the
+ * offer is withdrawn, and it was not the counselor's miss (they keep their
+ * idle position). */
+static void offer_left(struct matcher *m, struct mclient *c, int64_t now)
+{
+	struct mcounselor *k = c->offered_to;
+	if (!k)
+		return;
+	c->offered_to = NULL;
+	struct matcher_action a = { .type = MA_OFFER_GONE, .counselor = k->id,
+	                            .offer_id = k->offer_id, .reason = REASON_CLIENT_LEFT };
+	k->offer = NULL;
+	k->offer_id = 0;
+	emit(m, &a);
+	back_available(m, k, NULL, now);
+}
+
 void matcher_client_remove(struct matcher *m, struct mclient *c, int64_t now,
                            int abandoned)
 {
 	if (!matcher_client_queued(c))
 		return;
-	struct mcounselor *k = c->offered_to;
 	unqueue(m, c);
-	c->offered_to = NULL;
 	if (abandoned)
 		m->abandoned++;
-	if (k) {
-		struct matcher_action a = { .type = MA_OFFER_GONE, .counselor = k->id,
-		                            .offer_id = k->offer_id,
-		                            .reason = REASON_CLIENT_LEFT };
-		k->offer = NULL;
-		k->offer_id = 0;
-		emit(m, &a);
-		/* Not the counselor's miss: they keep their idle position. */
-		back_available(m, k, NULL, now);
-	}
+	offer_left(m, c, now);
+	match(m, now);
+}
+
+void matcher_client_away(struct matcher *m, struct mclient *c, int away, int64_t now)
+{
+	if (!matcher_client_queued(c) || c->away == (away != 0))
+		return;
+	c->away = away != 0;
+	if (c->away)
+		offer_left(m, c, now);
+	m->queue_dirty = 1;
 	match(m, now);
 }
 

@@ -47,6 +47,7 @@ struct mclient {
 	char previous[PROTO_SUB_MAX + 1];
 	int ask_previous;
 	int64_t lapse;                 /* when a preference lapses next */
+	int away;                      /* lost their connection: keeps the place, not offered */
 	struct mcounselor *offered_to; /* NULL unless an offer is out */
 	/* Counselors who recently declined or missed this client: not offered
 	 * the same person again while someone else is free. */
@@ -165,6 +166,10 @@ int matcher_client_enqueue(struct matcher *m, struct mclient *c, uint32_t id,
 void matcher_client_remove(struct matcher *m, struct mclient *c, int64_t now,
                            int abandoned);
 int matcher_client_queued(const struct mclient *c);
+/* The client lost their connection (`away`) or is back. Away, they keep
+ * their place but are offered to nobody (an offer ringing for them is
+ * withdrawn, "client_left"); back, they are matched again. */
+void matcher_client_away(struct matcher *m, struct mclient *c, int away, int64_t now);
 
 /* Counselors. A registered counselor starts AWAY. `skills`: comma-separated
  * topics ("" none). */

@@ -12,6 +12,7 @@ const char *const metrics_error_codes[] = {
 	"token_bad_signature", "token_expired", "token_wrong_role",
 	"wrong_role", "wrong_state", "no_such_offer", "replaced",
 	"shutting_down", "server_busy", "store_unavailable", "shift_over",
+	"duplicate",
 };
 const size_t metrics_error_count =
 	sizeof metrics_error_codes / sizeof metrics_error_codes[0];
@@ -110,6 +111,12 @@ long metrics_render(const struct metrics *m, const struct proto_stats *s,
 	      s->ncrises);
 	counter(&o, "earshot_crises_flagged_total", "Sessions flagged in crisis on this node.",
 	        m->crises_flagged);
+	counter(&o, "earshot_resumed_total",
+	        "Dropped connections resumed within the grace (on this node, their first one's).",
+	        m->resumed);
+	counter(&o, "earshot_resume_expired_total",
+	        "Dropped connections whose grace ran out: the place or session was let go.",
+	        m->resume_expired);
 	put(&o, "# HELP earshot_errors_total Errors sent to peers, by code.\n"
 	        "# TYPE earshot_errors_total counter\n");
 	for (size_t i = 0; i < metrics_error_count; i++)

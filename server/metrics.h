@@ -26,6 +26,8 @@ struct metrics {
 	uint64_t messages_in;       /* text frames accepted from peers */
 	uint64_t chat_relayed;      /* chat messages relayed */
 	uint64_t crises_flagged;    /* sessions flagged in crisis */
+	uint64_t resumed;           /* dropped connections taken up again within the grace */
+	uint64_t resume_expired;    /* dropped connections whose grace ran out */
 	uint64_t errors[METRICS_ERRORS_MAX]; /* indexed like metrics_error_codes */
 	uint64_t media_relayed;
 	uint64_t media_dropped[MD_COUNT];

@@ -65,6 +65,25 @@ int relay_init(struct relay *r, enum media_profile p, const struct relay_limits 
 	return 0;
 }
 
+int relay_rekey(struct relay *r, int side, int64_t now, struct relay_keys *keys)
+{
+	struct relay_leg *l = &r->leg[side];
+	struct media_ctx *in = leg_ctx(r->profile, 0, keys->tx);
+	struct media_ctx *out = leg_ctx(r->profile, 1, keys->rx);
+	if (!in || !out) {
+		media_ctx_free(in);
+		media_ctx_free(out);
+		return -1;
+	}
+	media_ctx_free(l->in);
+	media_ctx_free(l->out);
+	l->in = in;
+	l->out = out;
+	quality_init(&l->q);
+	l->last_ms = now;
+	return 0;
+}
+
 static int rate_ok(struct relay *r, struct relay_leg *l, int64_t now)
 {
 	l->tokens += (double)(now - l->refill_at) * r->lim.max_pps / 1000.0;

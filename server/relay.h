@@ -62,6 +62,9 @@ struct relay_keys {
 int relay_init(struct relay *r, enum media_profile p, const struct relay_limits *lim,
                int64_t now, struct relay_keys keys[2]);
 void relay_free(struct relay *r);
+/* Fresh keys for `side`'s leg only (a party back after a dropped
+ * connection): its old keys no longer work. 0, or -1 (the old ones stay). */
+int relay_rekey(struct relay *r, int side, int64_t now, struct relay_keys *keys);
 
 /* A binary frame from `side`: `buf` holds `*len` bytes and has room for
  * MEDIA_PACKET_MAX + MEDIA_TRAILER_MAX. On RELAY_FORWARD it holds the packet

@@ -13,6 +13,10 @@
 
 static void audio_notice(struct session *s, int side, const char *state);
 
+/* Relayed messages a reader has not acknowledged, kept for a resume: at
+ * most this many per reader (a reader that never acks loses the oldest). */
+#define SESSION_UNACKED_MAX 256
+
 _Static_assert(RELAY_DROP_RATE - RELAY_DROP_AUTH == MD_RATE - MD_AUTH &&
                RELAY_DROP_NOT_OPUS - RELAY_DROP_AUTH == MD_NOT_OPUS - MD_AUTH,
                "metrics_media_drop lists the relay's drops in relay_verdict's order");
@@ -96,6 +100,48 @@ static void start_voice(struct session *s, struct relay_keys keys[2])
 	s->voice = 1;
 }
 
+/* ---- what a reader has not acknowledged ---- */
+
+static void unacked_push(struct chat_buf *b, int64_t seq, const char *text)
+{
+	size_t len = strlen(text);
+	struct chat_item *it = malloc(sizeof *it + len + 1);
+	if (!it)
+		return;
+	it->next = NULL;
+	it->seq = seq;
+	memcpy(it->text, text, len + 1);
+	if (b->tail)
+		b->tail->next = it;
+	else
+		b->head = it;
+	b->tail = it;
+	if (++b->n > SESSION_UNACKED_MAX) {
+		struct chat_item *old = b->head;
+		b->head = old->next;
+		b->n--;
+		free(old);
+	}
+}
+
+/* The reader acknowledged `seq`, and so everything before it. */
+static void unacked_drop(struct chat_buf *b, int64_t seq)
+{
+	while (b->head && b->head->seq <= seq) {
+		struct chat_item *it = b->head;
+		b->head = it->next;
+		b->n--;
+		free(it);
+	}
+	if (!b->head)
+		b->tail = NULL;
+}
+
+static int side_of(const struct session *s, const struct conn *c)
+{
+	return c == s->counselor;
+}
+
 void session_start(struct hub *h, struct conn *client, struct conn *counselor,
                    const char *topic, enum proto_mode mode)
 {
@@ -116,6 +162,7 @@ void session_start(struct hub *h, struct conn *client, struct conn *counselor,
 	snprintf(s->topic, sizeof s->topic, "%s", topic);
 	client->session = counselor->session = s;
 	client->state = ST_IN_SESSION;
+	s->last_id[0] = s->last_id[1] = -1;
 	list_add_tail(&h->sessions, &s->link);
 	h->nsessions++;
 	slot_start(&s->slot, hub_now_ms(), h->slot_ms, h->marks_ms, h->cfg.warn_count,
@@ -146,6 +193,70 @@ void session_start(struct hub *h, struct conn *client, struct conn *counselor,
 	memset(keys, 0, sizeof keys);
 	log_info("session %s started: client %u, counselor %u, %s", s->id, client->id,
 	         counselor->id, proto_mode_name(s->mode));
+	if (client->ghost)   /* lost their connection as the counselor accepted */
+		session_party_lost(s, client);
+}
+
+void session_party_lost(struct session *s, struct conn *c)
+{
+	struct proto_msg m = { .type = PT_PEER_LOST,
+	                       .grace_s = (uint32_t)s->hub->cfg.resume_grace };
+	hub_send(peer_of(s, c), &m);
+	log_info("session %s: the %s lost their connection", s->id,
+	         side_of(s, c) ? "counselor" : "client");
+}
+
+/* Back after a dropped connection: the session as it is now, with fresh
+ * keys for this party's leg, then what it has not acknowledged. */
+void session_resume(struct session *s, struct conn *c)
+{
+	struct hub *h = s->hub;
+	int side = side_of(s, c);
+	struct conn *peer = peer_of(s, c);
+	struct proto_msg m = { .type = PT_SESSION_START, .mode = s->mode,
+	                       .slot_s = (uint32_t)h->cfg.slot_length,
+	                       .remaining_s = to_peer_s(h, slot_remaining(&s->slot, hub_now_ms())),
+	                       .resumed = 1, .last_id = s->last_id[side],
+	                       .acked = s->acked[side] };
+	snprintf(m.session_id, sizeof m.session_id, "%s", s->id);
+	snprintf(m.topic, sizeof m.topic, "%s", s->topic);
+	snprintf(m.name, sizeof m.name, "%s", peer->ident.name);
+	struct relay_keys keys;
+	if (s->voice) {
+		if (relay_rekey(&s->relay, side, hub_now_ms(), &keys) == 0) {
+			snprintf(m.srtp_profile, sizeof m.srtp_profile, "%s",
+			         media_profile_name(s->relay.profile));
+			memcpy(m.tx_key, keys.tx, sizeof m.tx_key);
+			memcpy(m.rx_key, keys.rx, sizeof m.rx_key);
+		} else {
+			log_error("session %s: no fresh SRTP keys; the voice leg stays down", s->id);
+		}
+	}
+	hub_send(c, &m);
+	memset(&keys, 0, sizeof keys);
+	memset(m.tx_key, 0, sizeof m.tx_key);
+	memset(m.rx_key, 0, sizeof m.rx_key);
+	if (s->crisis_at) {
+		struct proto_msg cr = { .type = PT_CRISIS };
+		snprintf(cr.who, sizeof cr.who, "%s", s->crisis_by == side ? "you" : "peer");
+		if (!side)
+			config_referral_for(&h->cfg, s->topic, cr.referral, sizeof cr.referral);
+		hub_send(c, &cr);
+	} else if (s->slot.phase == SLOT_GOODBYE) {
+		int64_t left = s->slot.grace_end - hub_now_ms();
+		struct proto_msg over = { .type = PT_SLOT_OVER,
+		                          .grace_s = to_peer_s(h, left > 0 ? left : 0) };
+		hub_send(c, &over);
+	}
+	for (const struct chat_item *it = s->unacked[side].head; it; it = it->next) {
+		struct proto_msg out = { .type = PT_MSG, .id = -1, .seq = it->seq };
+		snprintf(out.text, sizeof out.text, "%s", it->text);
+		hub_send(c, &out);
+	}
+	struct proto_msg back = { .type = PT_PEER_BACK };
+	hub_send(peer, &back);
+	log_info("session %s: the %s is back (%u messages to read again)", s->id,
+	         side ? "counselor" : "client", s->unacked[side].n);
 }
 
 void session_close(struct session *s, const char *reason, struct conn *gone)
@@ -156,6 +267,8 @@ void session_close(struct session *s, const char *reason, struct conn *gone)
 	snprintf(m.reason, sizeof m.reason, "%s", reason);
 	ev_timer_stop(h->loop, &s->timer);
 	slot_close(&s->slot);
+	struct conn *away = s->counselor && s->counselor != gone && s->counselor->ghost
+	                    ? s->counselor : NULL;
 	if (s->counselor) {
 		s->counselor->session = NULL;
 		if (s->counselor != gone)
@@ -180,10 +293,16 @@ void session_close(struct session *s, const char *reason, struct conn *gone)
 	log_info("session %s closed: %s%s", s->id, reason, s->crisis_at ? " (in crisis)" : "");
 	if (s->voice)
 		relay_free(&s->relay);
+	for (int side = 0; side < 2; side++)
+		unacked_drop(&s->unacked[side], INT64_MAX);
 	list_del(&s->link);
 	h->nsessions--;
 	free(s);
 	hub_stats_changed(h);
+	/* A counselor away from their desk has nothing left to come back to:
+	 * no offers for an empty chair. */
+	if (away)
+		hub_conn_gone(away);
 }
 
 static void relay_msg(struct session *s, struct conn *from, const struct proto_msg *m)
@@ -197,9 +316,17 @@ static void relay_msg(struct session *s, struct conn *from, const struct proto_m
 		hub_error(from, "too_large", "text longer than max-text-bytes", m->type);
 		return;
 	}
-	int side = from == s->counselor;
+	int side = side_of(s, from);
+	if (m->id <= s->last_id[side]) {
+		hub_error(from, "duplicate",
+		          "a message with this id or a later one was already taken; not sent again",
+		          m->type);
+		return;
+	}
+	s->last_id[side] = m->id;
 	struct proto_msg out = { .type = PT_MSG, .id = -1, .seq = ++s->last_seq[side] };
 	memcpy(out.text, m->text, sizeof out.text);
+	unacked_push(&s->unacked[!side], out.seq, out.text);
 	hub_send(peer_of(s, from), &out);
 	struct proto_msg ack = { .type = PT_SENT, .id = m->id, .seq = out.seq };
 	hub_send(from, &ack);
@@ -218,6 +345,7 @@ static void flag_crisis(struct session *s, struct conn *by)
 	s->crisis_at = (int64_t)time(NULL);
 	if (s->crisis_at == 0)
 		s->crisis_at = 1;
+	s->crisis_by = side_of(s, by);
 	slot_hold(&s->slot);
 	ev_timer_stop(h->loop, &s->timer);
 	h->metrics.crises_flagged++;
@@ -249,11 +377,14 @@ void session_on_message(struct conn *c, const struct proto_msg *m)
 		relay_msg(s, c, m);
 		break;
 	case PT_ACK: {
-		int peer_side = peer == s->counselor;
+		int peer_side = side_of(s, peer);
 		if (m->seq < 1 || m->seq > s->last_seq[peer_side]) {
 			hub_error(c, "bad_field", "field 'seq' names no message you received", m->type);
 			break;
 		}
+		unacked_drop(&s->unacked[!peer_side], m->seq);
+		if (m->seq > s->acked[peer_side])
+			s->acked[peer_side] = m->seq;
 		struct proto_msg d = { .type = PT_DELIVERED, .seq = m->seq };
 		hub_send(peer, &d);
 		break;

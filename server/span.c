@@ -121,12 +121,24 @@ static void on_pipe_text(void *ctx, struct pipe *p, const char *op, uint32_t con
                          const char *rest)
 {
 	struct hub *h = ctx;
+	if (strcmp(op, "down") == 0 || strcmp(op, "bye") == 0 || strcmp(op, "nope") == 0) {
+		resume_pipe_text(h, p, op, conn, rest);
+		return;
+	}
 	struct conn *r = remote_find(h, p, conn);
 	if (!r)
 		return;   /* a session that already ended here */
 	if (strcmp(op, "left") == 0) {
 		log_info("conn %u (client %u of node %s) left", r->id, conn, pipe_node(p));
 		remote_drop(r);
+		return;
+	}
+	if (r->session && strcmp(op, "away") == 0) {
+		session_party_lost(r->session, r);
+		return;
+	}
+	if (r->session && strcmp(op, "back") == 0) {
+		session_resume(r->session, r);
 		return;
 	}
 	if (strcmp(op, "from") != 0)
@@ -141,6 +153,10 @@ static void on_pipe_media(void *ctx, struct pipe *p, uint32_t conn, const uint8_
                           size_t len)
 {
 	struct hub *h = ctx;
+	if (conn & LINK_RESUMED) {
+		resume_pipe_media(h, p, conn & ~LINK_RESUMED, buf, len);
+		return;
+	}
 	struct conn *r = remote_find(h, p, conn);
 	if (r && session_media(r, buf, len) != 0)
 		h->metrics.media_dropped[MD_NO_SESSION]++;
@@ -150,6 +166,7 @@ static void on_pipe_closed(void *ctx, struct pipe *p)
 {
 	struct hub *h = ctx;
 	struct list *it, *tmp;
+	resume_pipe_gone(h, p);
 	list_for_each_safe(it, tmp, &h->conns) {
 		struct conn *c = list_entry(it, struct conn, link);
 		if (c->pipe != p)
@@ -164,7 +181,7 @@ static void on_pipe_closed(void *ctx, struct pipe *p)
 
 /* ---- the host's side ---- */
 
-static void link_send(struct conn *link, const char *op, uint32_t conn, const char *rest,
+void span_link_send(struct conn *link, const char *op, uint32_t conn, const char *rest,
                       size_t len)
 {
 	char head[48];
@@ -207,11 +224,15 @@ void span_host_text(struct conn *link, const char *buf, size_t len)
 		return;
 	const char *rest = end + 1;
 	size_t rlen = (size_t)(buf + len - rest);
+	if (strcmp(op, "resume") == 0 || strcmp(op, "up") == 0 || strcmp(op, "gone") == 0) {
+		resume_link_text(link, op, (uint32_t)id, rest, rlen);
+		return;
+	}
 	struct conn *c = hub_conn_by_id(h, (uint32_t)id);
-	int ours = c && c->ws && c->role == ROLE_CLIENT;
+	int ours = c && (c->ws || c->proxy || c->ghost) && c->role == ROLE_CLIENT;
 	if (strcmp(op, "attach") == 0) {
 		if (!ours || c->state != ST_WAITING || c->via) {
-			link_send(link, "left", (uint32_t)id, "", 0);
+			span_link_send(link, "left", (uint32_t)id, "", 0);
 			return;
 		}
 		c->via = link;
@@ -219,6 +240,8 @@ void span_host_text(struct conn *link, const char *buf, size_t len)
 		/* Out of the queue here too (Redis already took it off). */
 		h->store->ops->client_gone(h->store, c->id);
 		log_info("client %u is in a session on another node", c->id);
+		if (c->ghost)   /* lost their connection in the same instant */
+			span_link_send(link, "away", c->id, "", 0);
 		return;
 	}
 	if (!ours || c->via != link)
@@ -231,7 +254,7 @@ void span_host_text(struct conn *link, const char *buf, size_t len)
 		if (!c->via_session[0] && proto_decode(rest, rlen, &m, &err) == PROTO_OK &&
 		    m.type == PT_SESSION_START)
 			memcpy(c->via_session, m.session_id, sizeof c->via_session);
-		ws_send(c->ws, rest, rlen);
+		hub_send_raw(c, rest, rlen);
 	} else if (strcmp(op, "end") == 0) {
 		const char *sp = memchr(rest, ' ', rlen);
 		size_t sublen = sp ? (size_t)(sp - rest) : rlen;
@@ -242,7 +265,7 @@ void span_host_text(struct conn *link, const char *buf, size_t len)
 		}
 		host_end(c, sub);
 		if (sp)
-			ws_send(c->ws, sp + 1, (size_t)(rest + rlen - sp - 1));
+			hub_send_raw(c, sp + 1, (size_t)(rest + rlen - sp - 1));
 	}
 }
 
@@ -251,37 +274,47 @@ void span_host_media(struct conn *link, const uint8_t *buf, size_t len)
 	if (len < 4)
 		return;
 	uint32_t id = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3];
-	struct conn *c = hub_conn_by_id(link->hub, id);
-	if (!c || c->via != link || !c->ws)
+	if (id & LINK_RESUMED) {
+		resume_link_media(link, id & ~LINK_RESUMED, buf + 4, len - 4);
 		return;
-	if (ws_send_media(c->ws, buf + 4, len - 4) == 1)
+	}
+	struct conn *c = hub_conn_by_id(link->hub, id);
+	if (!c || c->via != link)
+		return;
+	int q = hub_send_media(c, buf + 4, len - 4);
+	if (q == 1)
 		link->hub->metrics.media_dropped[MD_SLOW_READER]++;
-	else
+	else if (q == 0)
 		link->hub->metrics.media_relayed++;
 }
 
 void span_forward(struct conn *c, const char *raw, size_t len)
 {
-	link_send(c->via, "from", c->id, raw, len);
+	span_link_send(c->via, "from", c->id, raw, len);
+}
+
+int span_link_media(struct conn *link, uint32_t id, const uint8_t *buf, size_t len)
+{
+	uint8_t frame[4 + WS_MEDIA_MAX];
+	if (len > WS_MEDIA_MAX || !link->ws)
+		return -1;
+	frame[0] = (uint8_t)(id >> 24);
+	frame[1] = (uint8_t)(id >> 16);
+	frame[2] = (uint8_t)(id >> 8);
+	frame[3] = (uint8_t)id;
+	memcpy(frame + 4, buf, len);
+	return ws_send_media(link->ws, frame, len + 4);
 }
 
 void span_forward_media(struct conn *c, const uint8_t *buf, size_t len)
 {
-	uint8_t frame[4 + WS_MEDIA_MAX];
-	if (len > WS_MEDIA_MAX || !c->via->ws)
-		return;
-	frame[0] = (uint8_t)(c->id >> 24);
-	frame[1] = (uint8_t)(c->id >> 16);
-	frame[2] = (uint8_t)(c->id >> 8);
-	frame[3] = (uint8_t)c->id;
-	memcpy(frame + 4, buf, len);
-	if (ws_send_media(c->via->ws, frame, len + 4) == 1)
+	if (span_link_media(c->via, c->id, buf, len) == 1)
 		c->hub->metrics.media_dropped[MD_SLOW_READER]++;
 }
 
 void span_client_gone(struct conn *c)
 {
-	link_send(c->via, "left", c->id, "", 0);
+	span_link_send(c->via, "left", c->id, "", 0);
 	c->via = NULL;
 }
 
@@ -290,6 +323,7 @@ void span_link_gone(struct conn *link)
 {
 	struct hub *h = link->hub;
 	struct list *it;
+	resume_link_gone(link);
 	list_for_each(it, &h->conns) {
 		struct conn *c = list_entry(it, struct conn, link);
 		if (c->via != link)
@@ -331,6 +365,11 @@ static int links_open(struct hub *h)
 	if (!h->pipes)
 		log_error("node links: %s", err);
 	return h->pipes ? 0 : -1;
+}
+
+struct pipe_set *span_pipes(struct hub *h)
+{
+	return links_open(h) == 0 ? h->pipes : NULL;
 }
 
 void span_free(struct hub *h)

@@ -90,6 +90,7 @@ struct store_stats {
 	uint32_t nnodes;
 	struct {
 		char node[STORE_NODE_MAX + 1];
+		char url[256];             /* where other nodes reach it ("-" unknown) */
 		char figures[STORE_FIGURES_MAX];
 	} nodes[PROTO_NODES_MAX];      /* sorted by node id */
 };
@@ -115,6 +116,9 @@ struct store_ops {
 	void (*client_cancel)(struct store *s, uint32_t conn);
 	/* The client disconnected: leave the queue if in it; no result. */
 	void (*client_gone)(struct store *s, uint32_t conn);
+	/* The waiting client lost their connection (`away` 1: they keep their
+	 * place but are offered to nobody) or is back (0); no result. */
+	void (*client_away)(struct store *s, uint32_t conn, int away);
 	/* A counselor signed in (AWAY; `skills` comma-separated topics) or
 	 * disconnected. */
 	void (*counselor_add)(struct store *s, uint32_t conn, const char *sub, const char *skills);

@@ -224,7 +224,7 @@ local function match(t)
   local clients, kept = {}, {}
   for _, cg in ipairs(redis.call('ZRANGE', QUEUE, 0, -1)) do
     local c = get(ckey(cg))
-    if c then
+    if c and c.away ~= '1' then   -- a client who lost their connection keeps the place only
       clients[#clients + 1] = { cg, c }
       if c.offered_to == '' and wants_previous(c, t) and not kept[c.prev] then
         kept[c.prev] = cg
@@ -271,6 +271,17 @@ local function client_forget(cg, node)
   redis.call('SREM', nckey(node), cg)
 end
 
+-- The client left (the queue, or their connection) while offered: the
+-- offer is withdrawn; not the counselor's miss (they keep their idle position).
+local function offer_left(c, t)
+  local kg = c.offered_to
+  local k = kg ~= '' and get(kkey(kg))
+  if not k then return end
+  emit(k.node, 'gone', k.conn, k.offer_id, 'client_left')
+  redis.call('HSET', kkey(kg), 'offer_id', 0, 'offer_client', '')
+  back_available(kg, k, t, nil)
+end
+
 -- Off the queue (cancel, disconnect, a node gone): 1 if it was queued.
 local function client_remove(cg, t, abandoned)
   local c = get(ckey(cg))
@@ -280,14 +291,7 @@ local function client_remove(cg, t, abandoned)
   if not queued then return 0 end
   bump()
   if abandoned then redis.call('HINCRBY', STATS, 'abandoned', 1) end
-  local kg = c.offered_to
-  local k = kg ~= '' and get(kkey(kg))
-  if k then
-    emit(k.node, 'gone', k.conn, k.offer_id, 'client_left')
-    redis.call('HSET', kkey(kg), 'offer_id', 0, 'offer_client', '')
-    -- Not the counselor's miss: they keep their idle position.
-    back_available(kg, k, t, nil)
-  end
+  offer_left(c, t)
   match(t)
   return 1
 end
@@ -396,7 +400,7 @@ local function sweep_nodes(t)
 end
 
 -- qver, queue, oldest wait, counselors by state, served, abandoned, then
--- node id and figures for each live node, sorted by id.
+-- node id, address and figures for each live node, sorted by id.
 local function stats(t)
   local out = { redis.call('HGET', STATS, 'qver') or '0', redis.call('ZCARD', QUEUE) }
   local first = redis.call('ZRANGE', QUEUE, 0, 0)
@@ -413,6 +417,7 @@ local function stats(t)
     local f = redis.call('GET', figkey(n))
     if f then
       out[#out + 1] = n
+      out[#out + 1] = redis.call('GET', nodekey(n)) or '-'
       out[#out + 1] = f
     end
   end
@@ -450,6 +455,23 @@ end))
 -- client gid -> 1 left the queue, 0 was not in it
 redis.register_function('es_cancel', with_rules(function(a, t)
   return client_remove(a[1], t, true)
+end))
+
+-- client gid, 1 lost their connection (keeps the place, offered to nobody) | 0 back
+redis.register_function('es_c_away', with_rules(function(a, t)
+  local cg = a[1]
+  local c = get(ckey(cg))
+  if not c or not redis.call('ZSCORE', QUEUE, cg) or (c.away or '0') == a[2] then
+    return 'ok'
+  end
+  redis.call('HSET', ckey(cg), 'away', a[2])
+  if a[2] == '1' then
+    offer_left(c, t)
+    redis.call('HSET', ckey(cg), 'offered_to', '')
+  end
+  bump()
+  match(t)
+  return 'ok'
 end))
 
 -- counselor gid, sub, skills (comma-separated, '' none)

@@ -292,6 +292,15 @@ static void client_gone(struct store *st, uint32_t conn)
 	client_leave(MEM(st), conn, 0);
 }
 
+static void client_away(struct store *st, uint32_t conn, int away)
+{
+	struct store_mem *s = MEM(st);
+	struct entry *e = find(s, conn);
+	if (e)
+		matcher_client_away(&s->m, &e->mc, away, now_ms());
+	settle(s);
+}
+
 static void counselor_add(struct store *st, uint32_t conn, const char *sub, const char *skills)
 {
 	struct store_mem *s = MEM(st);
@@ -420,6 +429,7 @@ static const struct store_ops mem_ops = {
 	.client_enqueue = client_enqueue,
 	.client_cancel = client_cancel,
 	.client_gone = client_gone,
+	.client_away = client_away,
 	.counselor_add = counselor_add,
 	.counselor_gone = counselor_gone,
 	.counselor_set = counselor_set,

@@ -389,7 +389,7 @@ static void on_tick_reply(redisAsyncContext *ac, void *reply, void *priv)
 	struct store_redis *s = ac->data;
 	const redisReply *r = reply;
 	if (!reply_ok(r) || r->type != REDIS_REPLY_ARRAY || r->elements < 10 ||
-	    (r->elements - 10) % 2) {
+	    (r->elements - 10) % 3) {
 		if (r && r->type == REDIS_REPLY_ERROR)
 			log_warn("redis: es_tick: %s", r->str);
 		return;
@@ -413,11 +413,13 @@ static void on_tick_reply(redisAsyncContext *ac, void *reply, void *priv)
 	int moved = sum != s->figures_sum;
 	s->figures_sum = sum;
 	st->nnodes = 0;
-	for (size_t i = 10; i + 1 < r->elements && st->nnodes < PROTO_NODES_MAX; i += 2) {
-		const redisReply *n = r->element[i], *f = r->element[i + 1];
-		if (n->type != REDIS_REPLY_STRING || f->type != REDIS_REPLY_STRING)
+	for (size_t i = 10; i + 2 < r->elements && st->nnodes < PROTO_NODES_MAX; i += 3) {
+		const redisReply *n = r->element[i], *u = r->element[i + 1], *f = r->element[i + 2];
+		if (n->type != REDIS_REPLY_STRING || u->type != REDIS_REPLY_STRING ||
+		    f->type != REDIS_REPLY_STRING)
 			continue;
 		snprintf(st->nodes[st->nnodes].node, sizeof st->nodes[0].node, "%s", n->str);
+		snprintf(st->nodes[st->nnodes].url, sizeof st->nodes[0].url, "%s", u->str);
 		snprintf(st->nodes[st->nnodes].figures, sizeof st->nodes[0].figures, "%s", f->str);
 		st->nnodes++;
 	}
@@ -757,6 +759,16 @@ static void client_gone(struct store *st, uint32_t conn)
 	client_leave(RED(st), conn, 0);
 }
 
+static void client_away(struct store *st, uint32_t conn, int away)
+{
+	struct store_redis *s = RED(st);
+	char g[STORE_NODE_MAX + 16];
+	gid(s, conn, g, sizeof g);
+	const char *argv[] = { g, away ? "1" : "0" };
+	if (s->ready)
+		fcall(s, on_quiet_reply, NULL, "es_c_away", 2, argv, NULL);
+}
+
 /* es_k_gone: the counselor's gid alone. */
 static void counselor_call(struct store_redis *s, const char *fn, uint32_t conn)
 {
@@ -889,6 +901,7 @@ static const struct store_ops redis_ops = {
 	.client_enqueue = client_enqueue,
 	.client_cancel = client_cancel,
 	.client_gone = client_gone,
+	.client_away = client_away,
 	.counselor_add = counselor_add,
 	.counselor_gone = counselor_gone,
 	.counselor_set = counselor_set,

@@ -52,6 +52,7 @@ struct ws_conn {
 	double flood_since, last_drop, refusal_at;
 	double last_rx, last_ping;
 	int want_ping, closing, close_code;
+	int peer_close;                 /* the code of the peer's close frame; 0 none */
 	double closing_since;
 	char close_reason[64];
 	char peer[64];
@@ -145,6 +146,11 @@ int ws_send(struct ws_conn *c, const char *buf, size_t len)
 	c->qbytes += len;
 	lws_callback_on_writable(c->wsi);
 	return 0;
+}
+
+void ws_set_user(struct ws_conn *c, void *user)
+{
+	c->user = user;
 }
 
 void ws_close(struct ws_conn *c, int code, const char *reason)
@@ -434,9 +440,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
 		return 0;
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		return p->c ? on_writeable(p->c) : 0;
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		if (p->c)
+			p->c->peer_close = len >= 2 ? ((const unsigned char *)in)[0] << 8 |
+			                              ((const unsigned char *)in)[1]
+			                            : LWS_CLOSE_STATUS_NO_STATUS;
+		return 0;
 	case LWS_CALLBACK_CLOSED:
 		if (p->c) {
-			s->h.closed(p->c->user);
+			s->h.closed(p->c->user, p->c->peer_close);
 			conn_free(p->c);
 			p->c = NULL;
 		}

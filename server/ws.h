@@ -45,8 +45,10 @@ struct ws_handlers {
 	void (*binary)(void *user, uint8_t *buf, size_t len);
 	/* A message was refused by the transport's bounds. */
 	void (*refused)(void *user, enum ws_refusal why);
-	/* The connection is gone (by either side). */
-	void (*closed)(void *user);
+	/* The connection is gone (by either side). `peer_code`: the code of the
+	 * close frame the peer sent (1000: it closed on purpose), 0 when it sent
+	 * none (its network went away, or this side closed it). */
+	void (*closed)(void *user, int peer_code);
 	/* An HTTP GET for `path` with `query`: its arguments already
 	 * URL-decoded, joined by '&' ("" if none). Fill `r` and return 0, or
 	 * -1 for 404. */
@@ -83,6 +85,9 @@ int ws_send(struct ws_conn *c, const char *buf, size_t len);
  * dropped to make room (a slow reader loses stale audio, not memory);
  * -1 when it was not queued (closing, too large, out of memory). */
 int ws_send_media(struct ws_conn *c, const uint8_t *buf, size_t len);
+/* Hand the connection to another handler pointer (NULL: its frames and
+ * its close are ignored from now on). */
+void ws_set_user(struct ws_conn *c, void *user);
 /* Close after what is queued has been sent (bounded in time). */
 void ws_close(struct ws_conn *c, int code, const char *reason);
 /* A link from another earshot node, carrying many sessions: no message

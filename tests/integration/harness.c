@@ -37,6 +37,7 @@ struct h_peer {
 	uint16_t binlen[H_BIN_SLOTS];
 	size_t binhead, bincount;
 	int open, closed, close_code;
+	struct proto_msg welcome;     /* the one h_join / h_resume waited for */
 };
 
 static struct ev_loop *loop;
@@ -498,19 +499,7 @@ struct h_peer *h_connect(const struct h_server *s, const char *name)
 struct h_peer *h_join(const struct h_server *s, const char *name,
                       enum proto_role role, const char *token)
 {
-	struct h_peer *p = h_connect(s, name);
-	if (!p)
-		return NULL;
-	struct proto_msg m = { .type = PT_HELLO, .role = role };
-	if (token)
-		snprintf(m.token, sizeof m.token, "%s", token);
-	h_send(p, &m);
-	if (!h_wait(p, PT_WELCOME, H_TIMEOUT_MS)) {
-		fprintf(stderr, "harness: %s: no welcome\n", name);
-		h_peer_free(p);
-		return NULL;
-	}
-	return p;
+	return h_resume(s, name, role, token, "");
 }
 
 static void drop_inbox(struct h_peer *p)
@@ -534,6 +523,36 @@ void h_peer_free(struct h_peer *p)
 	free(p->bin);
 	free(p);
 }
+
+void h_drop(struct h_peer *p)
+{
+	esc_drop(p->c);
+	h_pump(50);
+	h_peer_free(p);
+}
+
+struct h_peer *h_resume(const struct h_server *s, const char *name, enum proto_role role,
+                        const char *token, const char *resume)
+{
+	struct h_peer *p = h_connect(s, name);
+	if (!p)
+		return NULL;
+	struct proto_msg m = { .type = PT_HELLO, .role = role };
+	if (token)
+		snprintf(m.token, sizeof m.token, "%s", token);
+	snprintf(m.resume, sizeof m.resume, "%s", resume);
+	h_send(p, &m);
+	const struct proto_msg *w = h_wait(p, PT_WELCOME, H_TIMEOUT_MS);
+	if (!w) {
+		fprintf(stderr, "harness: %s: no welcome\n", name);
+		h_peer_free(p);
+		return NULL;
+	}
+	p->welcome = *w;
+	return p;
+}
+
+const struct proto_msg *h_welcome(const struct h_peer *p) { return &p->welcome; }
 
 int h_send(struct h_peer *p, const struct proto_msg *m) { return esc_send(p->c, m); }
 

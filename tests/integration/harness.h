@@ -60,6 +60,14 @@ struct h_peer *h_connect(const struct h_server *s, const char *name);
 struct h_peer *h_join(const struct h_server *s, const char *name,
                       enum proto_role role, const char *token);
 void h_peer_free(struct h_peer *p);
+/* Cut the connection as a dead network would (no close frame), then free. */
+void h_drop(struct h_peer *p);
+/* Connect and send hello for `role` with `token` (NULL: none) and the
+ * resume token `resume`; waits for `welcome` (NULL on timeout). */
+struct h_peer *h_resume(const struct h_server *s, const char *name, enum proto_role role,
+                        const char *token, const char *resume);
+/* The `welcome` h_join or h_resume waited for. */
+const struct proto_msg *h_welcome(const struct h_peer *p);
 
 int h_send(struct h_peer *p, const struct proto_msg *m);
 int h_send_json(struct h_peer *p, const char *json);

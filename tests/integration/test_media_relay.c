@@ -331,7 +331,7 @@ static void test_silence_mute_link(void **state)
 	            strcmp(m->link_you, "poor") == 0);
 	assert_true(strlen(m->link_peer) > 0);
 	/* Text still works in a voice session. */
-	h_send_json(cl.p, "{\"type\":\"msg\",\"id\":1,\"text\":\"can you hear me?\"}");
+	h_send_json(cl.p, "{\"type\":\"msg\",\"id\":200,\"text\":\"can you hear me?\"}");
 	m = h_wait(co.p, PT_MSG, T);
 	assert_non_null(m);
 	assert_string_equal(m->text, "can you hear me?");

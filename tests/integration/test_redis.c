@@ -494,6 +494,102 @@ static void test_unreachable_client_node(void **state)
 	assert_int_equal(h_server_stop(&b), 0);
 }
 
+/* A person resumes on another node than the one they first connected to:
+ * their place in line, then (dropped again, back on the first node) their
+ * session run by a third party's node, with what they had not read. */
+static void test_resume_across_nodes(void **state)
+{
+	(void)state;
+	struct h_server a, b;
+	fresh_db(12);
+	node_start(&a, "home", NULL);
+	node_start(&b, "other", NULL);
+	struct h_peer *c = client_waiting(&a, "c", 1);
+	char token[PROTO_RESUME_MAX + 1];
+	strcpy(token, h_welcome(c)->resume);
+	stats_until(&b, "\"node\":\"home\"");   /* b knows where a is */
+	h_drop(c);
+	c = h_resume(&b, "c on b", ROLE_CLIENT, NULL, token);
+	assert_non_null(c);
+	assert_int_equal(h_welcome(c)->resumed, 1);
+	assert_int_equal(h_welcome(c)->state, ST_WAITING);
+	assert_string_equal(h_welcome(c)->resume, token);   /* still at home on a */
+	assert_int_equal(expect(c, PT_QUEUE)->position, 1);
+
+	struct h_peer *k = counselor(&b, "kim");
+	set_state(k, ST_AVAILABLE);
+	answer(k, 1);
+	expect(c, PT_SESSION_START);
+	expect(k, PT_SESSION_START);
+	assert_int_equal(h_send_json(k, "{\"type\":\"msg\",\"id\":1,\"text\":\"one\"}"), 0);
+	assert_int_equal(expect(c, PT_MSG)->seq, 1);
+	assert_int_equal(h_send_json(c, "{\"type\":\"ack\",\"seq\":1}"), 0);
+	assert_int_equal(expect(k, PT_DELIVERED)->seq, 1);
+	assert_int_equal(h_send_json(c, "{\"type\":\"msg\",\"id\":1,\"text\":\"hello\"}"), 0);
+	assert_string_equal(expect(k, PT_MSG)->text, "hello");
+
+	h_drop(c);
+	expect(k, PT_PEER_LOST);
+	assert_int_equal(h_send_json(k, "{\"type\":\"msg\",\"id\":2,\"text\":\"two\"}"), 0);
+	c = h_resume(&a, "c on a", ROLE_CLIENT, NULL, token);
+	assert_non_null(c);
+	assert_int_equal(h_welcome(c)->resumed, 1);
+	assert_int_equal(h_welcome(c)->state, ST_IN_SESSION);
+	const struct proto_msg *st = expect(c, PT_SESSION_START);
+	assert_int_equal(st->resumed, 1);
+	assert_int_equal(st->last_id, 1);
+	const struct proto_msg *m = expect(c, PT_MSG);
+	assert_int_equal(m->seq, 2);
+	assert_string_equal(m->text, "two");
+	assert_null(h_wait(c, PT_MSG, 300));      /* "one" was read: not again */
+	expect(k, PT_PEER_BACK);
+	assert_int_equal(h_send_json(k, "{\"type\":\"end\"}"), 0);
+	assert_string_equal(expect(c, PT_SESSION_END)->reason, "ended_by_counselor");
+	assert_int_equal(h_send_json(c, "{\"type\":\"rate\",\"score\":4}"), 0);
+	expect(c, PT_RATED);
+	h_peer_free(c);
+	h_peer_free(k);
+	assert_int_equal(h_server_stop(&a), 0);
+	assert_int_equal(h_server_stop(&b), 0);
+}
+
+/* The counselor of a session across nodes resumes on the person's node:
+ * their session, and their state after it, reach them there. */
+static void test_counselor_resumes_elsewhere(void **state)
+{
+	(void)state;
+	struct h_server a, b;
+	fresh_db(13);
+	node_start(&a, "host", NULL);
+	node_start(&b, "owner", NULL);
+	struct h_peer *c, *k;
+	start_session_across(&a, &b, &c, &k, "kim");
+	char token[PROTO_RESUME_MAX + 1], tok[PROTO_TOKEN_MAX + 1];
+	strcpy(token, h_welcome(k)->resume);
+	strcpy(tok, h_token(ROLE_COUNSELOR, "kim", "kim", NULL, 600));
+	stats_until(&a, "\"node\":\"owner\"");
+	h_drop(k);
+	expect(c, PT_PEER_LOST);
+	k = h_resume(&a, "kim on a", ROLE_COUNSELOR, tok, token);
+	assert_non_null(k);
+	assert_int_equal(h_welcome(k)->resumed, 1);
+	assert_int_equal(h_welcome(k)->state, ST_BUSY);
+	assert_int_equal(expect(k, PT_SESSION_START)->resumed, 1);
+	expect(c, PT_PEER_BACK);
+	assert_int_equal(h_send_json(c, "{\"type\":\"msg\",\"id\":1,\"text\":\"are you there\"}"), 0);
+	assert_string_equal(expect(k, PT_MSG)->text, "are you there");
+	assert_int_equal(h_send_json(k, "{\"type\":\"msg\",\"id\":1,\"text\":\"yes\"}"), 0);
+	assert_string_equal(expect(c, PT_MSG)->text, "yes");
+	assert_int_equal(h_send_json(k, "{\"type\":\"end\"}"), 0);
+	expect(c, PT_SESSION_END);
+	expect(k, PT_SESSION_END);
+	assert_int_equal(expect(k, PT_STATE)->state, ST_AVAILABLE);   /* from Redis, through b */
+	h_peer_free(c);
+	h_peer_free(k);
+	assert_int_equal(h_server_stop(&a), 0);
+	assert_int_equal(h_server_stop(&b), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -506,6 +602,8 @@ int main(void)
 		cmocka_unit_test(test_crisis_across_nodes),
 		cmocka_unit_test(test_session_node_killed),
 		cmocka_unit_test(test_unreachable_client_node),
+		cmocka_unit_test(test_resume_across_nodes),
+		cmocka_unit_test(test_counselor_resumes_elsewhere),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -215,7 +215,7 @@ static void test_table_names_unique_and_complete(void **state)
 		"media-max-pps", "media-queue", "silence-timeout", "link-report", "web-root",
 		"redis", "node-id", "presence-ttl", "advertise-url", "topic-wait",
 		"previous-wait", "continuity-days", "crisis-question", "crisis-wrapup",
-		"shift-sessions", "shift-hours", "topic-referral",
+		"shift-sessions", "shift-hours", "topic-referral", "resume-grace",
 	};
 	assert_int_equal(NDIRECTIVES, sizeof(want) / sizeof(want[0]));
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)

@@ -2329,12 +2329,40 @@ static void test_stale_calls_refused(void **state)
 	assert_int_equal(matcher_online(&M), 0);
 }
 
+/* A client who lost their connection keeps their place but is offered to
+ * nobody: a ringing offer is withdrawn (not the counselor's miss), the
+ * next client is served; back, they are first again. */
+static void test_client_away_keeps_place(void **state)
+{
+	(void)state;
+	kup(0);
+	enq(0);
+	EXPECT("k0 ringing; offer c100 k0 #1 w0");
+	enq(1);
+	EXPECT("");
+	matcher_client_away(&M, &C[0], 1, now);
+	EXPECT("gone k0 #1 client_left; k0 available; k0 ringing; offer c101 k0 #2 w0");
+	assert_string_equal(queue_str(), "c100 c101");
+	kdecline(0);
+	/* Nobody else waits who is here: c101 again, never the one away. */
+	EXPECT("k0 available; k0 ringing; offer c101 k0 #3 w0");
+	assert_int_equal(K[0].missed, 0);
+	matcher_client_away(&M, &C[0], 0, now);
+	EXPECT("");
+	kdecline(0);
+	EXPECT("k0 available; k0 ringing; offer c100 k0 #4 w0");
+	/* Away twice or back twice changes nothing. */
+	matcher_client_away(&M, &C[0], 0, now);
+	EXPECT("");
+}
+
 #define T(f) cmocka_unit_test_setup(f, setup)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_init_empty),
+		T(test_client_away_keeps_place),
 		T(test_counselor_starts_away_and_is_not_offered),
 		T(test_fifo_three_clients_two_counselors),
 		T(test_idle_longest_gets_the_client),

@@ -74,8 +74,10 @@ static void sample(enum proto_type t, int variant, struct proto_msg *m)
 	switch (t) {
 	case PT_HELLO:
 		m->role = variant ? ROLE_COUNSELOR : ROLE_CLIENT;
-		if (variant)
+		if (variant) {
 			strcpy(m->token, "eyJhbGciOiJIUzI1NiJ9.e30.sig");
+			strcpy(m->resume, "0123456789abcdef0123456789abcdef:12:eu-1.a");
+		}
 		break;
 	case PT_WELCOME:
 		m->role = ROLE_COUNSELOR; strcpy(m->sub, "alice@example.org");
@@ -83,6 +85,10 @@ static void sample(enum proto_type t, int variant, struct proto_msg *m)
 		m->slot_s = 1200; m->ring_s = 20; m->version = PROTO_VERSION;
 		if (!variant)
 			strcpy(m->question, "Are you safe \"right now\"?");
+		else {
+			strcpy(m->resume, "0123456789abcdef0123456789abcdef:12:eu-1.a");
+			m->grace_s = 30; m->resumed = 1;
+		}
 		break;
 	case PT_ERROR:
 		strcpy(m->code, "wrong_state");
@@ -130,6 +136,9 @@ static void sample(enum proto_type t, int variant, struct proto_msg *m)
 			strcpy(m->srtp_profile, "aead_aes_128_gcm");
 			strcpy(m->tx_key, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGw==");
 			strcpy(m->rx_key, "GxoZGBcWFRQTEhEQDw4NDAsKCQgHBgUEAwIBAA==");
+			m->resumed = 1; m->last_id = 0; m->acked = 3;
+		} else {
+			m->last_id = -1;   /* what decoding gives when absent */
 		}
 		break;
 	case PT_MSG:
@@ -141,7 +150,7 @@ static void sample(enum proto_type t, int variant, struct proto_msg *m)
 	case PT_ACK: case PT_DELIVERED: m->seq = 42; break;
 	case PT_TYPING: m->on = variant; break;
 	case PT_SLOT_WARNING: m->remaining_s = 300; break;
-	case PT_SLOT_OVER: m->grace_s = 30; break;
+	case PT_SLOT_OVER: case PT_PEER_LOST: m->grace_s = 30; break;
 	case PT_SESSION_END:
 		strcpy(m->session_id, "s-1"); strcpy(m->reason, "slot_over");
 		if (variant)
@@ -226,7 +235,9 @@ static void test_encode_exact(void **state)
 		{ PT_SESSION_START, 0, "{\"type\":\"session_start\",\"session_id\":\"s-0123456789abcdef\","
 		  "\"mode\":\"text\",\"topic\":\"grief\",\"slot_s\":1200,\"remaining_s\":1199,\"peer\":\"Alice\"}" },
 		{ PT_WELCOME, 1, "{\"type\":\"welcome\",\"role\":\"counselor\",\"sub\":\"alice@example.org\","
-		  "\"name\":\"\",\"state\":\"away\",\"slot_s\":1200,\"ring_s\":20,\"version\":1}" },
+		  "\"name\":\"\",\"state\":\"away\",\"slot_s\":1200,\"ring_s\":20,\"version\":1,"
+		  "\"resume_token\":\"0123456789abcdef0123456789abcdef:12:eu-1.a\",\"resumed\":true,"
+		  "\"grace_s\":30}" },
 		{ PT_STATS, 1, "{\"type\":\"stats\",\"queue\":2,\"oldest_wait_s\":41,"
 		  "\"counselors\":{\"available\":1,\"ringing\":1,\"busy\":3,\"wrapup\":0,\"away\":2},"
 		  "\"sessions\":3,\"served\":17,\"abandoned\":2,\"connections\":9,"
@@ -243,7 +254,11 @@ static void test_encode_exact(void **state)
 		{ PT_SESSION_START, 1, "{\"type\":\"session_start\",\"session_id\":\"s-0123456789abcdef\","
 		  "\"mode\":\"voice\",\"topic\":\"grief\",\"slot_s\":1200,\"remaining_s\":1199,\"peer\":\"Alice\","
 		  "\"srtp_profile\":\"aead_aes_128_gcm\",\"tx_key\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGw==\","
-		  "\"rx_key\":\"GxoZGBcWFRQTEhEQDw4NDAsKCQgHBgUEAwIBAA==\"}" },
+		  "\"rx_key\":\"GxoZGBcWFRQTEhEQDw4NDAsKCQgHBgUEAwIBAA==\",\"resumed\":true,\"last_id\":0,"
+		  "\"acked\":3}" },
+		{ PT_SESSION_START, 0, "{\"type\":\"session_start\",\"session_id\":\"s-0123456789abcdef\","
+		  "\"mode\":\"text\",\"topic\":\"grief\",\"slot_s\":1200,\"remaining_s\":1199,\"peer\":\"Alice\"}" },
+		{ PT_PEER_LOST, 0, "{\"type\":\"peer_lost\",\"grace_s\":30}" },
 		{ PT_LINK, 1, "{\"type\":\"link\",\"you\":\"good\",\"peer\":\"poor\",\"loss_pct\":12,\"jitter_ms\":35}" },
 		{ PT_AUDIO, 0, "{\"type\":\"audio\",\"who\":\"you\",\"state\":\"stopped\"}" },
 		{ PT_END, 0, "{\"type\":\"end\"}" },
