@@ -154,14 +154,16 @@ static enum matcher_hold held_for(struct matcher *m, const struct mclient *c,
 {
 	if (c->offered_to)
 		return HOLD_NONE;
+	/* Someone in crisis waits for nobody: their counselor if free now,
+	 * else the first free one. */
 	if (wants_previous(m, c, now)) {
 		const struct mcounselor *k = by_sub(m, c->previous);
-		if (k && k->state != ST_AWAY) {
+		if (k && (c->crisis ? k->state == ST_AVAILABLE : k->state != ST_AWAY)) {
 			*until = c->since + m->cfg.previous_wait_ms;
 			return HOLD_PREVIOUS;
 		}
 	}
-	if (now < c->since + m->cfg.topic_wait_ms && skilled_online(m, c, now)) {
+	if (!c->crisis && now < c->since + m->cfg.topic_wait_ms && skilled_online(m, c, now)) {
 		*until = c->since + m->cfg.topic_wait_ms;
 		return HOLD_TOPIC;
 	}

@@ -174,13 +174,16 @@ end
 -- were free now, and until when (matcher.c's held_for).
 local function held_for(c, t)
   if c.offered_to ~= '' then return nil end
+  -- Someone in crisis waits for nobody: their counselor if free now,
+  -- else the first free one.
+  local crisis = c.crisis == '1'
   if wants_previous(c, t) then
     local _, k = previous_of(c)
-    if k and k.state ~= 'away' then
+    if k and (crisis and k.state == 'available' or not crisis and k.state ~= 'away') then
       return 'previous', tonumber(c.since) + C.previous_wait_ms
     end
   end
-  if t < tonumber(c.since) + C.topic_wait_ms then
+  if not crisis and t < tonumber(c.since) + C.topic_wait_ms then
     for _, kg in ipairs(redis.call('SMEMBERS', skillkey(c.topic))) do
       if not declined_recently(c, kg, t) then
         return 'topic', tonumber(c.since) + C.topic_wait_ms

@@ -609,23 +609,26 @@ static void print_summary(const char *name, const struct summary *s)
  *  - at least WITHIN_MIN are served within 1.5 x told + SLACK_RING (the
  *    estimate is a mean, not a bound; the offer itself is not in it);
  *  - crisis clients wait less than plain ones (median).
- * Printed, not asserted, because it is true today and PROTOCOL.md says
- * otherwise ("they may be served sooner, never later for it"): clients
- * held back by a preference while a counselor was free, then served more
- * than SLACK_RING past the hold's bound, mostly because the counselors
- * free during the hold were offered to clients behind them; crisis
- * clients are held like anyone else, so it happens to them too. */
+ *    Crisis clients are first in line, where the estimate counts one
+ *    whole handling interval while the first counselor to free up comes
+ *    sooner on average: for them the band is [1/2, 3/2] (pessimistic,
+ *    never optimistic);
+ * Printed, not asserted: clients held back by a preference while a
+ * counselor was free, then served more than SLACK_RING past the hold's
+ * bound, because the counselors free during the hold went to clients
+ * behind them (PROTOCOL.md says so). Crisis clients are held for no
+ * preference, so never them (asserted: "crisis 0"). */
 #define WITHIN_MIN  0.85
 
-static void check_class(const char *name, const struct summary *s)
+static void check_class(const char *name, const struct summary *s, double lo)
 {
 	if (s->within < WITHIN_MIN)
 		fail_msg("%s: %.0f%% served within 1.5 x estimate + %lld s, want %.0f%%", name,
 		         100.0 * s->within, (long long)(SLACK_RING / SEC), 100.0 * WITHIN_MIN);
 	if (s->told < 10)
 		fail_msg("%s: only %d clients told more than 0: too few to judge", name, s->told);
-	if (s->ratio_med < 2.0 / 3.0 || s->ratio_med > 1.5)
-		fail_msg("%s: median wait / estimate %.2f, outside [0.67, 1.5]", name, s->ratio_med);
+	if (s->ratio_med < lo || s->ratio_med > 1.5)
+		fail_msg("%s: median wait / estimate %.2f, outside [%.2f, 1.5]", name, s->ratio_med, lo);
 }
 
 static void test_estimate(void **state)
@@ -652,9 +655,10 @@ static void test_estimate(void **state)
 	/* The simulation exercised what it is meant to. */
 	assert_true(F.longest_hold_ms[HOLD_PREVIOUS] > 0 && F.longest_hold_ms[HOLD_TOPIC] > 0);
 	assert_true(F.crisis_checks > 0 && F.held_n >= 10);
+	assert_int_equal(F.held_crisis, 0);   /* someone in crisis waits for no preference */
 	for (int k = 0; k < CL__COUNT; k++)
-		check_class(CLASS_NAME[k], &s[k]);
-	check_class("all", &all);
+		check_class(CLASS_NAME[k], &s[k], k == CL_CRISIS ? 0.5 : 2.0 / 3.0);
+	check_class("all", &all, 2.0 / 3.0);
 	if (s[CL_CRISIS].wait_med > s[CL_PLAIN].wait_med)
 		fail_msg("crisis median wait %lld s, plain %lld s", (long long)s[CL_CRISIS].wait_med,
 		         (long long)s[CL_PLAIN].wait_med);

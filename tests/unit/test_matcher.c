@@ -473,6 +473,28 @@ static void test_topic_wait_then_anyone(void **state)
 	check_counts();
 }
 
+/* Someone in crisis waits for no preference: with the skilled counselor
+ * and the one they asked for busy, the first free counselor takes them;
+ * their last counselor, when free, still comes first. */
+static void test_crisis_not_held(void **state)
+{
+	(void)state;
+	init_prefs();
+	kup_skilled(2, "grief");
+	kbusy(2, 9);
+	kup_skilled(1, "");
+	assert_int_equal(enq_full(1, "grief", MODE_TEXT, 1, "k2", 1), MATCHER_OK);
+	EXPECT("k1 ringing; offer c101 k1 #2 w0");
+	assert_int_equal(held(1), HOLD_NONE);
+	check_counts();
+
+	init_prefs();
+	kup_skilled(1, "");
+	kup_skilled(2, "");
+	assert_int_equal(enq_full(1, "grief", MODE_TEXT, 1, "k2", 1), MATCHER_OK);
+	EXPECT("k2 ringing; offer c101 k2 #1 w0 before");   /* k1 idled longer */
+}
+
 static void test_topic_skilled_frees_in_time(void **state)
 {
 	(void)state;
@@ -2363,6 +2385,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_init_empty),
 		T(test_client_away_keeps_place),
+		T(test_crisis_not_held),
 		T(test_counselor_starts_away_and_is_not_offered),
 		T(test_fifo_three_clients_two_counselors),
 		T(test_idle_longest_gets_the_client),
