@@ -18,7 +18,6 @@
 #include "ws.h"
 
 #define HUB_BUCKETS 16384
-#define HUB_COMMENTS_KEPT 8
 
 struct session;
 
@@ -40,6 +39,7 @@ struct conn {
 	const char *sent_for;
 	int crisis_wrapup;             /* counselors: their last session was in crisis */
 	char rate_for[PROTO_SUB_MAX + 1]; /* counselor a rating would go to */
+	char rate_topic[PROTO_TOPIC_MAX + 1]; /* and that session's topic */
 	int subscribed;
 	int64_t media_err_ms;          /* last wrong_state for a stray binary frame */
 	/* Sessions across nodes (span.c). On the session's node, a client
@@ -52,16 +52,6 @@ struct conn {
 	struct conn *rnext;            /* remote-client hash chain */
 	struct conn *via;
 	char via_session[PROTO_ID_MAX + 1]; /* that session's id, from its session_start */
-};
-
-/* A counselor's feedback: an aggregate, never tied to a session or client. */
-struct rating_agg {
-	struct rating_agg *next;
-	char sub[PROTO_SUB_MAX + 1];
-	uint32_t count, hist[5];
-	uint64_t sum;
-	char comments[HUB_COMMENTS_KEPT][PROTO_COMMENT_MAX + 1];
-	int next_comment;
 };
 
 struct session {
@@ -100,8 +90,6 @@ struct hub {
 	ev_timer house_timer, stats_timer;
 	ev_idle reaper;
 	struct proto_stats last_stats; /* last pushed to operators */
-	struct rating_agg *ratings;
-	uint64_t ratings_count, ratings_sum;
 };
 
 /* hub.c */
