@@ -26,7 +26,7 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
 # Pure logic: no sockets, no clocks. Unit tests link against this.
 CORE_SRC := proto/proto.c proto/rtp.c proto/media.c server/log.c server/config.c server/auth.c \
-            server/matcher.c server/slot.c server/metrics.c server/quality.c
+            server/matcher.c server/slot.c server/metrics.c server/quality.c server/ratings.c
 # I/O: the loop glue, the transport and the hub that wires everything.
 SERVER_SRC := server/ws.c server/relay.c server/web.c server/resume.c server/store_mem.c server/store_redis.c \
               server/pipe.c server/span.c server/stats.c server/hub.c server/session.c server/main.c \
@@ -115,7 +115,7 @@ integration: binaries $(INTEG_TESTS)
 
 # The same tests on the other backend: every server they start keeps
 # presence and the queue in a redis-server of the test's own.
-REDIS_PARITY := journey lifecycle badinput cli media_relay web care resume
+REDIS_PARITY := journey lifecycle badinput cli media_relay web care resume feedback
 integration-redis: binaries $(INTEG_TESTS)
 	@set -e; for t in $(REDIS_PARITY); do echo "== $(B)/tests/test_$$t on Redis"; \
 	    EARSHOT_TEST_REDIS=1 EARSHOTD=$(B)/earshotd EARSHOT=$(B)/earshot \

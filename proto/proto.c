@@ -261,7 +261,8 @@ struct type_spec {
 #define T(n, f) { n, f, NELEM(f) }
 #define T0(n) { n, NULL, 0 }
 
-/* PT_STATS has no flat fields: its nested shape has its own table below. */
+/* PT_STATS and PT_RATINGS have no flat fields: their nested shapes have
+ * their own code below. */
 static const struct type_spec types[PT__COUNT] = {
 	[PT_HELLO] = T("hello", f_hello),
 	[PT_WELCOME] = T("welcome", f_welcome),
@@ -299,6 +300,7 @@ static const struct type_spec types[PT__COUNT] = {
 	[PT_LINK] = T("link", f_link),
 	[PT_PEER_LOST] = T("peer_lost", f_peer_lost),
 	[PT_PEER_BACK] = T0("peer_back"),
+	[PT_RATINGS] = T0("ratings"),
 };
 
 const char *proto_type_name(enum proto_type t)
@@ -720,6 +722,155 @@ static int crises_encode(const struct proto_stats *st, json_t *root)
 	return 0;
 }
 
+/* ---- ratings: {counselors: [...], topics: [...]} ------------------------ */
+
+/* Entries of `counselors` are named by "sub", those of `topics` by "topic". */
+static const char *const rating_list[2] = { "counselors", "topics" };
+static const char *const rating_key[2] = { "sub", "topic" };
+
+static int rating_name_ok(int topic, const char *s)
+{
+	return topic ? proto_topic_valid(s) : proto_sub_valid(s);
+}
+
+static int mean_ok(double d)
+{
+	return isfinite(d) && d >= 0.0 && d <= 5.0;
+}
+
+static int u32_value(json_t *v, uint32_t *out)
+{
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    json_integer_value(v) > (json_int_t)UINT32_MAX)
+		return -1;
+	*out = (uint32_t)json_integer_value(v);
+	return 0;
+}
+
+/* A counselor's recent comments: at most PROTO_COMMENTS_MAX strings of
+ * 1..PROTO_COMMENT_MAX bytes. */
+static enum proto_status comments_decode(json_t *arr, struct proto_ratings *r,
+                                         struct proto_err *err)
+{
+	if (!json_is_array(arr) || json_array_size(arr) > PROTO_COMMENTS_MAX)
+		return fail(err, "bad_field", "counselors[0].comments must be an array of at most %d",
+		            PROTO_COMMENTS_MAX);
+	for (size_t i = 0; i < json_array_size(arr); i++) {
+		json_t *c = json_array_get(arr, i);
+		if (!json_is_string(c) || json_string_length(c) == 0 ||
+		    json_string_length(c) > PROTO_COMMENT_MAX)
+			return fail(err, "bad_field", "counselors[0].comments[%zu] must be a string of "
+			            "1-%d bytes", i, PROTO_COMMENT_MAX);
+		memcpy(r->comments[i], json_string_value(c), json_string_length(c) + 1);
+		r->ncomments = (uint32_t)i + 1;
+	}
+	return PROTO_OK;
+}
+
+static enum proto_status rating_decode(json_t *o, int topic, size_t i, struct proto_ratings *r,
+                                       struct proto_err *err)
+{
+	struct proto_rating *e = topic ? &r->topics[i] : &r->counselors[i];
+	json_t *name = json_object_get(o, rating_key[topic]);
+	json_t *mean = json_object_get(o, "mean"), *hist = json_object_get(o, "hist");
+	int ok = json_is_object(o) && json_is_string(name) &&
+	         rating_name_ok(topic, json_string_value(name)) &&
+	         u32_value(json_object_get(o, "count"), &e->count) == 0 &&
+	         json_is_number(mean) && mean_ok(json_number_value(mean)) &&
+	         json_is_array(hist) && json_array_size(hist) == 5;
+	for (size_t k = 0; ok && k < 5; k++)
+		ok = u32_value(json_array_get(hist, k), &e->hist[k]) == 0;
+	if (!ok)
+		return fail(err, "bad_field", "%s[%zu] needs %s, count, mean (0-5) and hist (5 counts)",
+		            rating_list[topic], i, rating_key[topic]);
+	snprintf(e->name, sizeof e->name, "%s", json_string_value(name));
+	e->mean = json_number_value(mean);
+	json_t *comments = json_object_get(o, "comments");
+	if (comments == NULL || json_is_null(comments))
+		return PROTO_OK;
+	if (topic || i > 0)
+		return fail(err, "bad_field", "%s[%zu]: only a counselor's own entry has comments",
+		            rating_list[topic], i);
+	return comments_decode(comments, r, err);
+}
+
+/* Absent or null lists are empty: that is the request's shape. */
+static enum proto_status ratings_decode(json_t *root, struct proto_ratings *r,
+                                        struct proto_err *err)
+{
+	static const size_t max[2] = { PROTO_RATED_MAX, PROTO_TOPICS_MAX };
+	for (int topic = 0; topic < 2; topic++) {
+		json_t *arr = json_object_get(root, rating_list[topic]);
+		if (arr == NULL || json_is_null(arr))
+			continue;
+		if (!json_is_array(arr) || json_array_size(arr) > max[topic])
+			return fail(err, "bad_field", "field '%s' must be an array of at most %zu",
+			            rating_list[topic], max[topic]);
+		for (size_t i = 0; i < json_array_size(arr); i++) {
+			if (rating_decode(json_array_get(arr, i), topic, i, r, err) != PROTO_OK)
+				return PROTO_ERR;
+			*(topic ? &r->ntopics : &r->ncounselors) = (uint32_t)i + 1;
+		}
+	}
+	return PROTO_OK;
+}
+
+static json_t *rating_encode(const struct proto_rating *e, int topic)
+{
+	if (!memchr(e->name, 0, sizeof e->name) || !rating_name_ok(topic, e->name) ||
+	    !mean_ok(e->mean))
+		return NULL;
+	json_t *o = json_object(), *hist = json_array();
+	int bad = o == NULL || hist == NULL ||
+	          json_object_set_new(o, rating_key[topic], json_string(e->name)) != 0 ||
+	          json_object_set_new(o, "count", json_integer(e->count)) != 0 ||
+	          json_object_set_new(o, "mean", json_real(e->mean)) != 0;
+	for (int k = 0; !bad && k < 5; k++)
+		bad = json_array_append_new(hist, json_integer(e->hist[k])) != 0;
+	if (bad)
+		json_decref(hist);
+	if (bad || json_object_set_new(o, "hist", hist) != 0) {   /* a failed set frees hist */
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* The request (nothing in it) is written as {"type":"ratings"}; a reply
+ * always has both lists. */
+static int ratings_encode(const struct proto_ratings *r, json_t *root)
+{
+	if (r->ncounselors > PROTO_RATED_MAX || r->ntopics > PROTO_TOPICS_MAX ||
+	    r->ncomments > PROTO_COMMENTS_MAX || (r->ncomments && !r->ncounselors))
+		return -1;
+	if (!r->ncounselors && !r->ntopics)
+		return 0;
+	for (int topic = 0; topic < 2; topic++) {
+		json_t *arr = json_array();
+		if (json_object_set_new(root, rating_list[topic], arr) != 0)
+			return -1;
+		uint32_t n = topic ? r->ntopics : r->ncounselors;
+		for (uint32_t i = 0; i < n; i++)
+			if (json_array_append_new(arr, rating_encode(topic ? &r->topics[i]
+			                                             : &r->counselors[i], topic)) != 0)
+				return -1;
+	}
+	if (!r->ncomments)
+		return 0;
+	json_t *arr = json_array();
+	json_t *own = json_array_get(json_object_get(root, "counselors"), 0);
+	if (json_object_set_new(own, "comments", arr) != 0)
+		return -1;
+	for (uint32_t i = 0; i < r->ncomments; i++) {
+		size_t n = strnlen(r->comments[i], sizeof r->comments[i]);
+		/* json_stringn is NULL for invalid UTF-8, and the append then fails. */
+		if (n == 0 || n > PROTO_COMMENT_MAX ||
+		    json_array_append_new(arr, json_stringn(r->comments[i], n)) != 0)
+			return -1;
+	}
+	return 0;
+}
+
 static enum proto_status decode_object(json_t *root, struct proto_msg *out,
                                        struct proto_err *err)
 {
@@ -745,6 +896,8 @@ static enum proto_status decode_object(json_t *root, struct proto_msg *out,
 			return PROTO_ERR;
 		return crises_decode(root, &out->stats, err);
 	}
+	if (t == PT_RATINGS)
+		return ratings_decode(root, &out->ratings, err);
 	return PROTO_OK;
 }
 
@@ -850,6 +1003,8 @@ static int encode_fields(const struct proto_msg *m, json_t *root)
 				return -1;
 		return nodes_encode(&m->stats, root) == 0 ? crises_encode(&m->stats, root) : -1;
 	}
+	if (m->type == PT_RATINGS)
+		return ratings_encode(&m->ratings, root);
 	return 0;
 }
 

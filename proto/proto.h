@@ -31,6 +31,12 @@
 #define PROTO_NODES_MAX 16     /* nodes listed in `stats` */
 #define PROTO_CRISES_MAX 16    /* sessions in crisis listed in `stats` */
 #define PROTO_RESUME_MAX 96    /* resume tokens */
+#define PROTO_RATED_MAX 200    /* counselors listed in `ratings` */
+#define PROTO_TOPICS_MAX 64    /* topics rated, and listed in `ratings` */
+#define PROTO_COMMENTS_MAX 8   /* recent comments kept per counselor */
+/* The longest `ratings` can encode to (every list full, every comment's
+ * bytes escaped): larger than any other message, so senders size for it. */
+#define PROTO_RATINGS_JSON_MAX (64 * 1024)
 
 enum proto_type {
 	PT_NONE = 0,
@@ -49,6 +55,8 @@ enum proto_type {
 	PT_MUTE, PT_PEER_MUTE, PT_AUDIO, PT_LINK,
 	/* resume after a dropped connection */
 	PT_PEER_LOST, PT_PEER_BACK,
+	/* feedback (counselor, operator) */
+	PT_RATINGS,
 	PT__COUNT
 };
 
@@ -103,6 +111,26 @@ struct proto_stats {
 	struct proto_crisis crises[PROTO_CRISES_MAX];
 };
 
+/* One counselor's or one topic's ratings in `ratings`: an aggregate, never
+ * tied to a session, a person or a time. */
+struct proto_rating {
+	char name[PROTO_SUB_MAX + 1];  /* the counselor's `sub`, or the `topic` */
+	uint32_t count;
+	uint32_t hist[5];              /* how many gave 1, 2, 3, 4 and 5 */
+	double mean;                   /* 0-5; 0 when count is 0 */
+};
+
+/* `ratings` (S->C); the request (C->S) has none of it. */
+struct proto_ratings {
+	uint32_t ncounselors, ntopics;
+	struct proto_rating counselors[PROTO_RATED_MAX];   /* sorted by sub */
+	struct proto_rating topics[PROTO_TOPICS_MAX];      /* sorted by topic */
+	/* The first counselor's recent comments, newest first: only in a
+	 * counselor's own feedback (operators see aggregates). */
+	uint32_t ncomments;
+	char comments[PROTO_COMMENTS_MAX][PROTO_COMMENT_MAX + 1];
+};
+
 /* One message, either direction. Only the fields of `type` are meaningful;
  * the codec never reads the others when encoding and zeroes the struct
  * before decoding. Integer fields hold what PROTOCOL.md allows. */
@@ -147,6 +175,7 @@ struct proto_msg {
 	char session_id[PROTO_ID_MAX + 1];   /* session_start, session_end */
 	char referral[PROTO_REFERRAL_MAX + 1]; /* session_end, crisis (client) */
 	struct proto_stats stats;            /* stats */
+	struct proto_ratings ratings;        /* ratings (S->C) */
 	/* session_start of a voice session: SRTP profile and this party's keys
 	 * (base64 of master key || salt); "" in text sessions. */
 	char srtp_profile[24];

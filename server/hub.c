@@ -40,16 +40,21 @@ static void random_hex(char *out, size_t nbytes)
 
 void hub_send(struct conn *c, const struct proto_msg *m)
 {
-	char buf[SEND_BUF];
+	char stack[SEND_BUF];
 	if (!c->ws && !c->pipe && !c->proxy && !(c->ghost && m->type == PT_SESSION_END))
 		return;
-	long n = proto_encode(m, buf, sizeof buf);
-	if (n < 0) {
+	/* `ratings` alone may be longer: it is rare, and encoded on the heap. */
+	int big = m->type == PT_RATINGS;
+	size_t cap = big ? PROTO_RATINGS_JSON_MAX : sizeof stack;
+	char *buf = big ? malloc(cap) : stack;
+	long n = buf ? proto_encode(m, buf, cap) : -1;
+	if (n < 0)
 		log_error("conn %u: cannot encode a '%s' message", c->id,
 		          proto_type_name(m->type));
-		return;
-	}
-	hub_send_raw(c, buf, (size_t)n);
+	else
+		hub_send_raw(c, buf, (size_t)n);
+	if (big)
+		free(buf);
 }
 
 void hub_send_raw(struct conn *c, const char *json, size_t len)
@@ -171,6 +176,31 @@ void hub_stats_changed(struct hub *h)
 	ev_timer_start(h->loop, &h->stats_timer);
 }
 
+/* ---- feedback ---- */
+
+/* A counselor sees their own feedback, an operator everyone's (PROTOCOL.md
+ * "Feedback"); the store answers with SE_RATINGS. */
+static void on_ratings(struct conn *c, const struct proto_msg *m)
+{
+	(void)m;
+	struct store *st = c->hub->store;
+	st->ops->ratings(st, c->id, c->role == ROLE_COUNSELOR ? c->ident.sub : NULL);
+}
+
+static void feedback_send(struct conn *c, const struct proto_ratings *r)
+{
+	struct proto_msg *m = malloc(sizeof *m);   /* ~44 KB: not on the stack */
+	if (!m) {
+		hub_error(c, "server_busy", "feedback cannot be sent right now", PT_RATINGS);
+		return;
+	}
+	memset(m, 0, sizeof *m);
+	m->type = PT_RATINGS;
+	m->ratings = *r;
+	hub_send(c, m);
+	free(m);
+}
+
 /* ---- the store's events ---- */
 
 /* How many times faster the session clocks run (dev mode's time-scale). */
@@ -203,6 +233,17 @@ static const char *store_err_reason(int err)
 
 static void on_result(struct hub *h, struct conn *c, const struct store_event *e)
 {
+	if (e->ref == PT_RATE && !e->err) {
+		struct proto_msg r = { .type = PT_RATED };
+		hub_send(c, &r);
+		return;
+	}
+	if (e->ref == PT_RATE || e->ref == PT_RATINGS) {
+		hub_error(c, store_err_code(e->err), e->ref == PT_RATE
+		          ? "the rating could not be recorded" /* it is lost; the client is idle */
+		          : "feedback cannot be read right now; please try again soon", e->ref);
+		return;
+	}
 	if (e->ref == PT_CANCEL) {
 		if (e->err || c->state != ST_WAITING)
 			return;   /* no longer in line: a session is starting */
@@ -266,6 +307,9 @@ static void on_store_event(void *ctx, const struct store_event *e)
 		return;
 	case SE_STATS:
 		return;   /* no conn: hub_stats_changed above */
+	case SE_RATINGS:
+		feedback_send(c, e->ratings);
+		return;
 	case SE_OFFER:
 		m.type = PT_OFFER;
 		m.offer_id = e->offer_id;
@@ -399,6 +443,7 @@ static const struct route {
 	{ PT_MUTE, R_CLIENT | R_COUNSELOR, session_on_message },
 	{ PT_CRISIS, R_CLIENT | R_COUNSELOR, session_on_message },
 	{ PT_SUBSCRIBE, R_OPERATOR, on_subscribe },
+	{ PT_RATINGS, R_COUNSELOR | R_OPERATOR, on_ratings },
 };
 
 /* ---- hello ---- */
@@ -915,10 +960,5 @@ void hub_free(struct hub *h)
 	ev_idle_stop(h->loop, &h->reaper);
 	reaper_cb(h->loop, &h->reaper, 0);
 	h->store->ops->free(h->store);
-	while (h->ratings) {
-		struct rating_agg *r = h->ratings;
-		h->ratings = r->next;
-		free(r);
-	}
 	free(h);
 }

@@ -22,7 +22,6 @@
 /* Binary frames on a node link for a person resumed on another node (and
  * not a client in a session across nodes): the connection id's top bit. */
 #define LINK_RESUMED 0x80000000u
-#define HUB_COMMENTS_KEPT 8
 
 struct session;
 struct pipe;
@@ -46,6 +45,7 @@ struct conn {
 	const char *sent_for;
 	int crisis_wrapup;             /* counselors: their last session was in crisis */
 	char rate_for[PROTO_SUB_MAX + 1]; /* counselor a rating would go to */
+	char rate_topic[PROTO_TOPIC_MAX + 1]; /* and that session's topic */
 	int subscribed;
 	int64_t media_err_ms;          /* last wrong_state for a stray binary frame */
 	/* Sessions across nodes (span.c). On the session's node, a client
@@ -76,16 +76,6 @@ struct conn {
 	struct pipe *home;
 	uint32_t home_conn;
 	enum proto_role resume_role;   /* `home`: the role asked for, should it fail */
-};
-
-/* A counselor's feedback: an aggregate, never tied to a session or client. */
-struct rating_agg {
-	struct rating_agg *next;
-	char sub[PROTO_SUB_MAX + 1];
-	uint32_t count, hist[5];
-	uint64_t sum;
-	char comments[HUB_COMMENTS_KEPT][PROTO_COMMENT_MAX + 1];
-	int next_comment;
 };
 
 /* A chat message relayed and not yet acknowledged by its reader: sent
@@ -141,8 +131,6 @@ struct hub {
 	ev_timer house_timer, stats_timer;
 	ev_idle reaper;
 	struct proto_stats last_stats; /* last pushed to operators */
-	struct rating_agg *ratings;
-	uint64_t ratings_count, ratings_sum;
 };
 
 /* hub.c */

@@ -283,6 +283,7 @@ void session_close(struct session *s, const char *reason, struct conn *gone)
 			if (s->counselor)
 				snprintf(s->client->rate_for, sizeof s->client->rate_for, "%s",
 				         s->counselor->ident.sub);
+			memcpy(s->client->rate_topic, s->topic, sizeof s->client->rate_topic);
 			config_referral_for(&h->cfg, s->topic, m.referral, sizeof m.referral);
 			if (s->client->pipe)   /* its node takes it from here, with this */
 				span_release(s->client, s->client->rate_for, &m);
@@ -413,20 +414,6 @@ void session_on_message(struct conn *c, const struct proto_msg *m)
 	}
 }
 
-static struct rating_agg *rating_for(struct hub *h, const char *sub)
-{
-	for (struct rating_agg *r = h->ratings; r; r = r->next)
-		if (strcmp(r->sub, sub) == 0)
-			return r;
-	struct rating_agg *r = calloc(1, sizeof *r);
-	if (!r)
-		return NULL;
-	snprintf(r->sub, sizeof r->sub, "%s", sub);
-	r->next = h->ratings;
-	h->ratings = r;
-	return r;
-}
-
 void session_rate(struct conn *c, const struct proto_msg *m)
 {
 	struct hub *h = c->hub;
@@ -434,26 +421,14 @@ void session_rate(struct conn *c, const struct proto_msg *m)
 		hub_error(c, "wrong_state", "there is no finished session to rate", m->type);
 		return;
 	}
-	struct rating_agg *r = rating_for(h, c->rate_for);
-	if (!r) {
-		hub_error(c, "server_busy", "cannot record the rating now", m->type);
-		return;
-	}
-	r->count++;
-	r->sum += (uint64_t)m->score;
-	r->hist[m->score - 1]++;
-	if (m->comment[0]) {
-		memcpy(r->comments[r->next_comment], m->comment, sizeof r->comments[0]);
-		r->next_comment = (r->next_comment + 1) % HUB_COMMENTS_KEPT;
-	}
-	h->ratings_count++;
-	h->ratings_sum += (uint64_t)m->score;
+	/* Once: the client is idle from now; `rated` follows once the store
+	 * has counted it, for the counselor and the topic (hub.c on_result). */
+	char counselor[sizeof c->rate_for];
+	memcpy(counselor, c->rate_for, sizeof counselor);
 	c->rate_for[0] = '\0';
 	c->state = ST_IDLE;
-	struct proto_msg ok = { .type = PT_RATED };
-	hub_send(c, &ok);
 	log_info("client %u rated a session", c->id);
-	hub_stats_changed(h);
+	h->store->ops->rate(h->store, c->id, counselor, c->rate_topic, m->score, m->comment);
 }
 
 int session_media(struct conn *c, const uint8_t *frame, size_t len)

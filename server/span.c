@@ -248,12 +248,15 @@ void span_host_text(struct conn *link, const char *buf, size_t len)
 		return;
 	if (strcmp(op, "to") == 0) {
 		/* The first is the session_start: its id names the session should
-		 * the link fail and this node have to end it. */
+		 * the link fail and this node have to end it; its topic goes with
+		 * the rating. */
 		struct proto_msg m;
 		struct proto_err err;
 		if (!c->via_session[0] && proto_decode(rest, rlen, &m, &err) == PROTO_OK &&
-		    m.type == PT_SESSION_START)
+		    m.type == PT_SESSION_START) {
 			memcpy(c->via_session, m.session_id, sizeof c->via_session);
+			memcpy(c->rate_topic, m.topic, sizeof c->rate_topic);
+		}
 		hub_send_raw(c, rest, rlen);
 	} else if (strcmp(op, "end") == 0) {
 		const char *sp = memchr(rest, ' ', rlen);

@@ -1,9 +1,9 @@
-/* stats.c - what operators see (`stats`, /stats, /metrics): the queue and
- * the counselors from the store, plus every node's own figures (sessions,
- * connections, ratings, voice packets), summed for the service and listed
- * node by node. A node shares its figures with its presence as one line:
- *   sessions connections ratings_count ratings_sum uptime_s relayed dropped...
- *   [crisis...]
+/* stats.c - what operators see (`stats`, /stats, /metrics): the queue,
+ * the counselors and the ratings from the store, plus every node's own
+ * figures (sessions, connections, voice packets), summed for the service
+ * and listed node by node. A node shares its figures with its presence as
+ * one line:
+ *   sessions connections uptime_s relayed dropped... [crisis...]
  * (dropped: one number per metrics.h drop reason, in that order; then one
  * "<session id>/<counselor sub>/<flagged at, Unix s>" per session in crisis
  * it runs, at most CRISES_PER_NODE). */
@@ -19,7 +19,7 @@
 #define STR(x) STR_(x)
 
 struct figures {
-	uint64_t sessions, connections, ratings_count, ratings_sum, uptime_s, relayed;
+	uint64_t sessions, connections, uptime_s, relayed;
 	uint64_t dropped[MD_COUNT];
 	int ncrises;
 	struct { char id[PROTO_ID_MAX + 1], counselor[PROTO_SUB_MAX + 1]; int64_t at; }
@@ -31,8 +31,6 @@ static void own(struct hub *h, struct figures *f)
 	memset(f, 0, sizeof *f);
 	f->sessions = h->nsessions;
 	f->connections = ws_server_connections(h->ws);
-	f->ratings_count = h->ratings_count;
-	f->ratings_sum = h->ratings_sum;
 	f->uptime_s = (uint64_t)((hub_now_ms() - h->started_ms) / 1000);
 	f->relayed = h->metrics.media_relayed;
 	memcpy(f->dropped, h->metrics.media_dropped, sizeof f->dropped);
@@ -50,9 +48,8 @@ static void own(struct hub *h, struct figures *f)
 
 static void format(const struct figures *f, char *buf, size_t cap)
 {
-	int n = snprintf(buf, cap, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
-	                 " %" PRIu64, f->sessions, f->connections, f->ratings_count,
-	                 f->ratings_sum, f->uptime_s, f->relayed);
+	int n = snprintf(buf, cap, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64, f->sessions,
+	                 f->connections, f->uptime_s, f->relayed);
 	for (int i = 0; i < MD_COUNT && n > 0 && (size_t)n < cap; i++)
 		n += snprintf(buf + n, cap - (size_t)n, " %" PRIu64, f->dropped[i]);
 	for (int i = 0; i < f->ncrises && n > 0 && (size_t)n < cap; i++)
@@ -63,10 +60,9 @@ static void format(const struct figures *f, char *buf, size_t cap)
 /* 0 when `s` holds every number (a node of another version may not). */
 static int parse(const char *s, struct figures *f)
 {
-	uint64_t *v[6 + MD_COUNT] = { &f->sessions, &f->connections, &f->ratings_count,
-		                      &f->ratings_sum, &f->uptime_s, &f->relayed };
+	uint64_t *v[4 + MD_COUNT] = { &f->sessions, &f->connections, &f->uptime_s, &f->relayed };
 	for (int i = 0; i < MD_COUNT; i++)
-		v[6 + i] = &f->dropped[i];
+		v[4 + i] = &f->dropped[i];
 	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
 		int used = 0;
 		if (sscanf(s, " %" SCNu64 "%n", v[i], &used) != 1)
@@ -90,8 +86,6 @@ static void add(struct figures *sum, const struct figures *f)
 {
 	sum->sessions += f->sessions;
 	sum->connections += f->connections;
-	sum->ratings_count += f->ratings_count;
-	sum->ratings_sum += f->ratings_sum;
 	sum->relayed += f->relayed;
 	for (int i = 0; i < MD_COUNT; i++)
 		sum->dropped[i] += f->dropped[i];
@@ -164,8 +158,8 @@ void hub_stats_fill(struct hub *h, struct proto_stats *s)
 	}
 	s->sessions = (uint32_t)sum.sessions;
 	s->connections = (uint32_t)sum.connections;
-	s->ratings_count = (uint32_t)sum.ratings_count;
-	s->ratings_mean = sum.ratings_count ? (double)sum.ratings_sum / (double)sum.ratings_count : 0;
+	s->ratings_count = (uint32_t)ms.ratings_count;
+	s->ratings_mean = ms.ratings_count ? (double)ms.ratings_sum / (double)ms.ratings_count : 0;
 	s->uptime_s = mine.uptime_s;
 	s->media_relayed = sum.relayed;
 	s->media_auth = sum.dropped[MD_AUTH];

@@ -33,7 +33,7 @@ struct store_ref {
 
 enum store_ev {
 	SE_RESULT,      /* the outcome of `ref` (talk_now, cancel, set_state,
-	                 * accept, decline) sent by `conn`: `err` */
+	                 * accept, decline, rate, ratings) sent by `conn`: `err` */
 	SE_OFFER,       /* offer `client` (topic, mode, waited_s, crisis,
 	                 * talked_before) to counselor `conn` as `offer_id` */
 	SE_OFFER_GONE,  /* withdraw `offer_id` from counselor `conn`: `reason` */
@@ -44,6 +44,7 @@ enum store_ev {
 	SE_POSITION,    /* waiting client `conn` is `position` in line; `wait_s`,
 	                 * `online` counselors; `waiting_for` a preference */
 	SE_STATS,       /* the cluster's figures changed (no `conn`) */
+	SE_RATINGS,     /* the feedback `conn` asked for: `ratings` */
 };
 
 /* Errors in SE_RESULT; they map to wire error codes. */
@@ -75,6 +76,9 @@ struct store_event {
 	const char *reason;            /* static string, or NULL */
 	int64_t for_ms;                /* SE_STATE: the length of a break */
 	uint32_t position, wait_s, online;
+	/* SE_RATINGS: the store's, valid during the callback only (too big
+	 * to be copied with every event). */
+	const struct proto_ratings *ratings;
 };
 
 typedef void (*store_emit_fn)(void *ctx, const struct store_event *e);
@@ -87,6 +91,7 @@ struct store_stats {
 	uint32_t queue, oldest_wait_s;
 	uint32_t by_state[ST__COUNT];
 	uint64_t served, abandoned;
+	uint64_t ratings_count, ratings_sum;   /* every rating the store keeps */
 	uint32_t nnodes;
 	struct {
 		char node[STORE_NODE_MAX + 1];
@@ -136,6 +141,17 @@ struct store_ops {
 	/* The counselor's session closed: wrap-up (the crisis one after a
 	 * session in `crisis`), or available. */
 	void (*counselor_session_over)(struct store *s, uint32_t conn, int crisis);
+	/* A client rated a finished session with `counselor` about `topic`
+	 * ("" unknown): `score` 1-5, `comment` ("" none), counted for the
+	 * counselor, the topic and the service (ratings.h). SE_RESULT for
+	 * PT_RATE: 0 once it is counted, or an error (it is then lost). */
+	void (*rate)(struct store *s, uint32_t conn, const char *counselor, const char *topic,
+	             int score, const char *comment);
+	/* SE_RATINGS for `conn`: `counselor`'s own feedback, with their recent
+	 * comments; or with `counselor` NULL every counselor's (the first
+	 * PROTO_RATED_MAX by sub) and every topic's, without comments. An
+	 * error comes as SE_RESULT for PT_RATINGS. */
+	void (*ratings)(struct store *s, uint32_t conn, const char *counselor);
 	/* The latest known figures (Redis: refreshed four times a second). */
 	void (*stats)(struct store *s, struct store_stats *out);
 	/* This node's own figures, a line the hub writes and reads back from

@@ -21,7 +21,10 @@ local DEADLINES = P .. 'deadlines'  -- ZSET counselor gid -> ring / wrap-up end
 local COUNTS = P .. 'counts'        -- HASH state -> counselors in it
 local NODES = P .. 'nodes'          -- SET node ids ever registered and not swept
 local STATS = P .. 'stats'          -- HASH served abandoned handle_ms qver qseq offer_seq
+                                    --      rated rated_sum (every rating, and their sum)
 local LAPSES = P .. 'lapses'        -- ZSET "<client gid>|p" / "|t" -> when a preference lapses
+local RATED = P .. 'rated'          -- ZSET counselor subs ever rated, all at 0: in byte order
+local RTOPICS = P .. 'rtopics'      -- ZSET topics ever rated, likewise
 local NARGS = 13
 local STATES = { 'away', 'available', 'ringing', 'busy', 'wrapup' }
 
@@ -35,6 +38,10 @@ local function figkey(n) return P .. 'fig:' .. n end -- the node's own figures
 local function skillkey(t) return P .. 'skill:' .. t end -- SET online counselors with the skill
 local function subkey(sub) return P .. 'ksub:' .. (sub or '') end -- a counselor's gid by sub
 local function prevkey(who) return P .. 'prev:' .. who end -- whom a person talked with last
+-- Feedback, never tied to a session, a person or a time:
+local function rkkey(sub) return P .. 'rk:' .. sub end -- HASH count sum h1..h5 of a counselor
+local function rckey(sub) return P .. 'rc:' .. sub end -- LIST their last comments, newest first
+local function rtkey(t) return P .. 'rt:' .. t end     -- HASH count sum h1..h5 of a topic
 
 local C  -- the rules of this call
 
@@ -402,8 +409,9 @@ local function sweep_nodes(t)
   end
 end
 
--- qver, queue, oldest wait, counselors by state, served, abandoned, then
--- node id, address and figures for each live node, sorted by id.
+-- qver, queue, oldest wait, counselors by state, served, abandoned,
+-- ratings and their sum, then node id, address and figures for each live
+-- node, sorted by id.
 local function stats(t)
   local out = { redis.call('HGET', STATS, 'qver') or '0', redis.call('ZCARD', QUEUE) }
   local first = redis.call('ZRANGE', QUEUE, 0, 0)
@@ -414,6 +422,8 @@ local function stats(t)
   end
   out[#out + 1] = tonumber(redis.call('HGET', STATS, 'served') or '0')
   out[#out + 1] = tonumber(redis.call('HGET', STATS, 'abandoned') or '0')
+  out[#out + 1] = tonumber(redis.call('HGET', STATS, 'rated') or '0')
+  out[#out + 1] = tonumber(redis.call('HGET', STATS, 'rated_sum') or '0')
   local nodes = redis.call('SMEMBERS', NODES)
   table.sort(nodes)
   for _, n in ipairs(nodes) do
@@ -425,6 +435,19 @@ local function stats(t)
     end
   end
   return out
+end
+
+local function rate_into(key, score)
+  redis.call('HINCRBY', key, 'count', 1)
+  redis.call('HINCRBY', key, 'sum', score)
+  redis.call('HINCRBY', key, 'h' .. score, 1)
+end
+
+-- name, count, sum, h1..h5 of one counselor's or topic's hash, onto `out`.
+local function rating_row(out, name, key)
+  local v = redis.call('HMGET', key, 'count', 'sum', 'h1', 'h2', 'h3', 'h4', 'h5')
+  out[#out + 1] = name
+  for i = 1, 7 do out[#out + 1] = tonumber(v[i]) or 0 end
 end
 
 local function handle_ms()
@@ -666,6 +689,50 @@ redis.register_function('es_positions', with_rules(function(a, t)
     out[#out + 1] = held and untl - t or 0
   end
   return out
+end))
+
+-- counselor sub, topic ('' unknown), score 1-5, comment ('' none), topics
+-- kept at most, comments kept per counselor -> ok | wrong_state. A topic
+-- beyond the bound counts for the counselor and the service only.
+redis.register_function('es_rate', with_rules(function(a, t)
+  local sub, topic, score = a[1], a[2], tonumber(a[3])
+  if sub == '' or not score or score < 1 or score > 5 then return 'wrong_state' end
+  score = math.floor(score)
+  rate_into(rkkey(sub), score)
+  redis.call('ZADD', RATED, 0, sub)
+  if topic ~= '' and (redis.call('ZSCORE', RTOPICS, topic) or
+                      redis.call('ZCARD', RTOPICS) < tonumber(a[5])) then
+    rate_into(rtkey(topic), score)
+    redis.call('ZADD', RTOPICS, 0, topic)
+  end
+  if a[4] ~= '' then
+    redis.call('LPUSH', rckey(sub), a[4])
+    redis.call('LTRIM', rckey(sub), 0, tonumber(a[6]) - 1)
+  end
+  redis.call('HINCRBY', STATS, 'rated', 1)
+  redis.call('HINCRBY', STATS, 'rated_sum', score)
+  return 'ok'
+end))
+
+-- counselor sub ('' all), counselors listed at most, topics listed at most
+-- -> { counselors, topics, comments }: each list entry 8 values (name,
+-- count, sum, h1..h5); one counselor: their entry (zeros if never rated)
+-- and their comments, newest first, no topics; all: the first counselors
+-- and topics in byte order, no comments.
+redis.register_function('es_ratings', with_rules(function(a, t)
+  local ks, ts, comments = {}, {}, {}
+  if a[1] ~= '' then
+    rating_row(ks, a[1], rkkey(a[1]))
+    comments = redis.call('LRANGE', rckey(a[1]), 0, -1)
+  else
+    for _, sub in ipairs(redis.call('ZRANGE', RATED, 0, tonumber(a[2]) - 1)) do
+      rating_row(ks, sub, rkkey(sub))
+    end
+    for _, topic in ipairs(redis.call('ZRANGE', RTOPICS, 0, tonumber(a[3]) - 1)) do
+      rating_row(ts, topic, rtkey(topic))
+    end
+  end
+  return { ks, ts, comments }
 end))
 
 -- After Redis was away: make the node's entries match what it holds.

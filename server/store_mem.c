@@ -8,6 +8,7 @@
 #include "store.h"
 #include "idtable.h"
 #include "matcher.h"
+#include "ratings.h"
 
 #include <ev.h>
 #include <stdio.h>
@@ -50,6 +51,7 @@ struct store_mem {
 	struct list memos;
 	size_t nmemos;
 	int64_t memory_ms;
+	struct ratings ratings;
 	struct store_event *pending;   /* events not yet delivered */
 	size_t npending, cap, next;
 	int delivering;
@@ -144,17 +146,18 @@ static void memo_put(struct store_mem *s, const char *who, const char *counselor
 	memo_expire(s, now);
 }
 
-static void push(struct store_mem *s, const struct store_event *ev)
+static int push(struct store_mem *s, const struct store_event *ev)
 {
 	if (s->npending == s->cap) {
 		size_t cap = s->cap ? s->cap * 2 : 64;
 		struct store_event *p = realloc(s->pending, cap * sizeof *p);
 		if (!p)
-			return;  /* out of memory: the event is lost, like the rest will be */
+			return -1;  /* out of memory: the event is lost, like the rest will be */
 		s->pending = p;
 		s->cap = cap;
 	}
 	s->pending[s->npending++] = *ev;
+	return 0;
 }
 
 static void on_action(void *ctx, const struct matcher_action *a)
@@ -227,6 +230,7 @@ static void settle(struct store_mem *s)
 	while (s->next < s->npending) {
 		struct store_event ev = s->pending[s->next++];
 		s->emit(s->ctx, &ev);
+		free((struct proto_ratings *)ev.ratings);   /* SE_RATINGS' own */
 	}
 	s->npending = s->next = 0;
 	s->delivering = 0;
@@ -375,6 +379,29 @@ static void counselor_session_over(struct store *st, uint32_t conn, int crisis)
 	settle(s);
 }
 
+static void rate(struct store *st, uint32_t conn, const char *counselor, const char *topic,
+                 int score, const char *comment)
+{
+	struct store_mem *s = MEM(st);
+	int err = ratings_add(&s->ratings, counselor, topic, score, comment);
+	result(s, conn, PT_RATE, err ? STORE_FULL : STORE_OK);
+	settle(s);
+}
+
+static void ratings(struct store *st, uint32_t conn, const char *counselor)
+{
+	struct store_mem *s = MEM(st);
+	struct proto_ratings *r = malloc(sizeof *r);
+	struct store_event ev = { .type = SE_RATINGS, .conn = conn, .ratings = r };
+	if (r)
+		ratings_fill(&s->ratings, counselor, r);
+	if (!r || push(s, &ev) != 0) {
+		free(r);
+		result(s, conn, PT_RATINGS, STORE_FULL);
+	}
+	settle(s);
+}
+
 static void stats(struct store *st, struct store_stats *out)
 {
 	struct store_mem *s = MEM(st);
@@ -386,6 +413,8 @@ static void stats(struct store *st, struct store_stats *out)
 	memcpy(out->by_state, ms.by_state, sizeof out->by_state);
 	out->served = ms.served;
 	out->abandoned = ms.abandoned;
+	out->ratings_count = s->ratings.count;
+	out->ratings_sum = s->ratings.sum;
 	out->nnodes = 1;
 	memcpy(out->nodes[0].node, s->node, sizeof out->nodes[0].node);
 	memcpy(out->nodes[0].figures, s->figures, sizeof out->nodes[0].figures);
@@ -411,6 +440,7 @@ static void mem_free(struct store *st)
 		free(list_entry(n, struct entry, node));
 	while (!list_empty(&s->memos))
 		memo_drop(s, list_entry(s->memos.next, struct memo, link));
+	ratings_free(&s->ratings);
 	free(s->pending);
 	free(s);
 }
@@ -437,6 +467,8 @@ static const struct store_ops mem_ops = {
 	.counselor_break = counselor_break,
 	.client_requeue = client_requeue,
 	.counselor_session_over = counselor_session_over,
+	.rate = rate,
+	.ratings = ratings,
 	.stats = stats,
 	.publish = publish,
 	.up = up,
@@ -465,6 +497,7 @@ struct store *store_mem_new(struct ev_loop *loop, const struct store_config *cfg
 	matcher_init(&s->m, &mc, on_action, s);
 	list_init(&s->memos);
 	s->memory_ms = cfg->memory_ms;
+	ratings_init(&s->ratings);
 	ev_init(&s->timer, timer_cb);
 	s->timer.data = s;
 	return &s->base;

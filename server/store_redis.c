@@ -267,7 +267,8 @@ static int reply_ok(const redisReply *r)
 	return r && r->type != REDIS_REPLY_ERROR;
 }
 
-/* The reply of es_enqueue, es_k_set or es_k_answer: an error code string. */
+/* The reply of es_enqueue, es_k_set, es_k_answer or es_rate: an error code
+ * string. Only errors are news, but for a rating: `rated` waits for it. */
 static void on_result_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
 	struct store_redis *s = ac->data;
@@ -279,7 +280,7 @@ static void on_result_reply(redisAsyncContext *ac, void *reply, void *priv)
 	        : STORE_DOWN;
 	if (r && r->type == REDIS_REPLY_ERROR)
 		log_warn("redis: %s", r->str);
-	if (!err)
+	if (!err && ref != PT_RATE)
 		return;
 	if (ref == PT_TALK_NOW) {
 		struct local *l = local_find(s, conn);
@@ -383,13 +384,15 @@ out:
 	free(gids);
 }
 
+#define TICK_FIXED 12              /* es_tick's figures before the nodes' */
+
 static void on_tick_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
 	(void)priv;
 	struct store_redis *s = ac->data;
 	const redisReply *r = reply;
-	if (!reply_ok(r) || r->type != REDIS_REPLY_ARRAY || r->elements < 10 ||
-	    (r->elements - 10) % 3) {
+	if (!reply_ok(r) || r->type != REDIS_REPLY_ARRAY || r->elements < TICK_FIXED ||
+	    (r->elements - TICK_FIXED) % 3) {
 		if (r && r->type == REDIS_REPLY_ERROR)
 			log_warn("redis: es_tick: %s", r->str);
 		return;
@@ -404,16 +407,20 @@ static void on_tick_reply(redisAsyncContext *ac, void *reply, void *priv)
 		st->by_state[order[i]] = (uint32_t)r->element[3 + i]->integer;
 	st->served = (uint64_t)r->element[8]->integer;
 	st->abandoned = (uint64_t)r->element[9]->integer;
+	/* A rating taken on any node is news for operators here too. */
+	int rated = st->ratings_count != (uint64_t)r->element[10]->integer;
+	st->ratings_count = (uint64_t)r->element[10]->integer;
+	st->ratings_sum = (uint64_t)r->element[11]->integer;
 	/* Another node's figures moving (a session there ended, someone
 	 * connected) is news for operators here too. */
 	uint64_t sum = 1469598103934665603ull;
-	for (size_t i = 10; i < r->elements; i++)
+	for (size_t i = TICK_FIXED; i < r->elements; i++)
 		for (const char *p = r->element[i]->str ? r->element[i]->str : ""; *p; p++)
 			sum = (sum ^ (unsigned char)*p) * 1099511628211ull;
 	int moved = sum != s->figures_sum;
 	s->figures_sum = sum;
 	st->nnodes = 0;
-	for (size_t i = 10; i + 2 < r->elements && st->nnodes < PROTO_NODES_MAX; i += 3) {
+	for (size_t i = TICK_FIXED; i + 2 < r->elements && st->nnodes < PROTO_NODES_MAX; i += 3) {
 		const redisReply *n = r->element[i], *u = r->element[i + 1], *f = r->element[i + 2];
 		if (n->type != REDIS_REPLY_STRING || u->type != REDIS_REPLY_STRING ||
 		    f->type != REDIS_REPLY_STRING)
@@ -423,7 +430,7 @@ static void on_tick_reply(redisAsyncContext *ac, void *reply, void *priv)
 		snprintf(st->nodes[st->nnodes].figures, sizeof st->nodes[0].figures, "%s", f->str);
 		st->nnodes++;
 	}
-	if (qver != s->qver || moved) {
+	if (qver != s->qver || moved || rated) {
 		s->qver = qver;
 		struct store_event e = { .type = SE_STATS };
 		deliver(s, &e);
@@ -864,6 +871,80 @@ static void counselor_session_over(struct store *st, uint32_t conn, int crisis)
 	session_over_call(s, conn, crisis);
 }
 
+static void rate(struct store *st, uint32_t conn, const char *counselor, const char *topic,
+                 int score, const char *comment)
+{
+	struct store_redis *s = RED(st);
+	char v[4], topics[16], comments[16];
+	snprintf(v, sizeof v, "%d", score);
+	snprintf(topics, sizeof topics, "%d", PROTO_TOPICS_MAX);
+	snprintf(comments, sizeof comments, "%d", PROTO_COMMENTS_MAX);
+	const char *argv[] = { counselor, topic, v, comment, topics, comments };
+	if (!s->ready || fcall(s, on_result_reply, PRIV(conn, PT_RATE), "es_rate", 6, argv, NULL))
+		emit_result(s, conn, PT_RATE, STORE_DOWN);
+}
+
+/* es_ratings' lists: 8 values an entry (name, count, sum, then how many
+ * gave each score); NULL-safe. */
+static uint32_t ratings_list(const redisReply *l, struct proto_rating *out, uint32_t max)
+{
+	uint32_t n = 0;
+	if (!l || l->type != REDIS_REPLY_ARRAY)
+		return 0;
+	for (size_t i = 0; i + 8 <= l->elements && n < max; i += 8) {
+		redisReply **f = l->element + i;
+		if (f[0]->type != REDIS_REPLY_STRING || !f[0]->str)
+			continue;
+		struct proto_rating *e = &out[n++];
+		snprintf(e->name, sizeof e->name, "%s", f[0]->str);
+		e->count = (uint32_t)f[1]->integer;
+		for (int k = 0; k < 5; k++)
+			e->hist[k] = (uint32_t)f[3 + k]->integer;
+		e->mean = e->count ? (double)f[2]->integer / (double)e->count : 0.0;
+	}
+	return n;
+}
+
+/* [counselors, topics, comments] (store.lua es_ratings). */
+static void on_ratings_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct store_redis *s = ac->data;
+	const redisReply *r = reply;
+	uint32_t conn = PRIV_CONN(priv);
+	struct proto_ratings *out = NULL;
+	if (reply_ok(r) && r->type == REDIS_REPLY_ARRAY && r->elements == 3)
+		out = calloc(1, sizeof *out);
+	if (!out) {
+		if (r && r->type == REDIS_REPLY_ERROR)
+			log_warn("redis: es_ratings: %s", r->str);
+		emit_result(s, conn, PT_RATINGS, STORE_DOWN);
+		return;
+	}
+	out->ncounselors = ratings_list(r->element[0], out->counselors, PROTO_RATED_MAX);
+	out->ntopics = ratings_list(r->element[1], out->topics, PROTO_TOPICS_MAX);
+	const redisReply *c = r->element[2];
+	for (size_t i = 0; out->ncounselors && c->type == REDIS_REPLY_ARRAY && i < c->elements &&
+	     out->ncomments < PROTO_COMMENTS_MAX; i++)
+		if (c->element[i]->type == REDIS_REPLY_STRING && c->element[i]->len > 0)
+			snprintf(out->comments[out->ncomments++], sizeof out->comments[0], "%s",
+			         c->element[i]->str);
+	struct store_event e = { .type = SE_RATINGS, .conn = conn, .ratings = out };
+	deliver(s, &e);
+	free(out);
+}
+
+static void ratings(struct store *st, uint32_t conn, const char *counselor)
+{
+	struct store_redis *s = RED(st);
+	char rated[16], topics[16];
+	snprintf(rated, sizeof rated, "%d", PROTO_RATED_MAX);
+	snprintf(topics, sizeof topics, "%d", PROTO_TOPICS_MAX);
+	const char *argv[] = { counselor ? counselor : "", rated, topics };
+	if (!s->ready || fcall(s, on_ratings_reply, PRIV(conn, PT_RATINGS), "es_ratings", 3, argv,
+	                       NULL))
+		emit_result(s, conn, PT_RATINGS, STORE_DOWN);
+}
+
 static void stats(struct store *st, struct store_stats *out)
 {
 	*out = RED(st)->stats;
@@ -909,6 +990,8 @@ static const struct store_ops redis_ops = {
 	.counselor_break = counselor_break,
 	.client_requeue = client_requeue,
 	.counselor_session_over = counselor_session_over,
+	.rate = rate,
+	.ratings = ratings,
 	.stats = stats,
 	.publish = publish,
 	.up = up,

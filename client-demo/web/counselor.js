@@ -1,7 +1,8 @@
 // counselor.js - the console a counselor keeps open during a shift: sign
 // in (name, strengths), available / away, offers that chime and ring down
 // with Accept / Decline, the session (chat, timer, warnings, End), the
-// wrap-up pause, and staying connected for hours through reconnects.
+// wrap-up pause, their own feedback, and staying connected for hours
+// through reconnects.
 import { EarshotSocket, tokenFor } from './socket.js';
 import { Chat } from './chat.js';
 import { CallPanel } from './callpanel.js';
@@ -9,7 +10,7 @@ import { unlockVoice } from './voice.js';
 import { SlotTimer, minutes } from './slot.js';
 import { askNotifications, chime, flashTitle, notificationsSupported, notify,
   unlockAudio } from './attention.js';
-import { $, TOPICS, announce, clock, connectionBanner, duration, endButton, setText,
+import { $, TOPICS, announce, clock, connectionBanner, duration, el, endButton, setText,
   showView, topicLabel, setNote } from './ui.js';
 
 const VIEWS = ['v-signin', 'v-desk', 'v-session'];
@@ -274,8 +275,40 @@ function onSessionEnd(m) {
   chat.stop();
   slot.stop();
   call.hide();
+  askFeedback();
   show('v-desk');
   setNote('desk-note', `The conversation has ended: ${ENDED[m.reason] || 'it is closed'}.`);
+}
+
+// ---- feedback ----
+
+// Asked for at sign-in and whenever it may have moved: when a session ends
+// and when the wrap-up after it does (people rate after the end).
+function askFeedback() {
+  sock.send({ type: 'ratings' });
+}
+
+function renderFeedback(m) {
+  const own = (m.counselors || [])[0];
+  if (!own) return;
+  setText('feedback-summary', own.count
+    ? `${own.count} ${own.count === 1 ? 'rating' : 'ratings'}, ${own.mean.toFixed(1)} stars on average.`
+    : 'No ratings yet.');
+  const most = Math.max(1, ...own.hist);
+  const rows = [5, 4, 3, 2, 1].map((stars) => {
+    const n = own.hist[stars - 1];
+    const bar = el('dd', { className: 'bar' }, el('span'));
+    bar.setAttribute('aria-hidden', 'true');
+    bar.firstChild.style.width = `${(100 * n) / most}%`;
+    return el('div', {}, el('dt', { textContent: `${stars} ${stars === 1 ? 'star' : 'stars'}` }),
+      bar, el('dd', { textContent: String(n) }));
+  });
+  $('feedback-hist').replaceChildren(...rows);
+  $('feedback-hist').hidden = own.count === 0;
+  const comments = own.comments || [];
+  $('feedback-comments').replaceChildren(...comments.map((c) => el('li', { textContent: c })));
+  $('feedback-comments').hidden = comments.length === 0;
+  $('comments-h').hidden = comments.length === 0;
 }
 
 // ---- connection ----
@@ -295,6 +328,7 @@ function onWelcome(m) {
   $('who').hidden = false;
   setText('who', m.name ? `Signed in as ${m.name}` : 'Signed in');
   renderState(m.state);
+  askFeedback();
   if (first) {
     setText('signin-status', '');
     show('v-desk');
@@ -323,6 +357,7 @@ function onMessage(m) {
       announce(`Your ${Math.round(m.break_s / 60)}-minute break starts when this conversation ends.`);
       break;
     }
+    if (state === 'wrapup' && m.state !== 'wrapup') askFeedback();
     renderState(m.state, m.reason, m.wrapup_s, m.break_s);
     if (m.reason === 'missed_offers' || m.reason === 'shift_over' || m.reason === 'break') want = 'away';
     if (m.reason === 'break_over') want = 'available';
@@ -335,10 +370,12 @@ function onMessage(m) {
   case 'slot_over': slot.over(m.grace_s); break;
   case 'session_end': onSessionEnd(m); break;
   case 'crisis': onCrisis(m); break;
+  case 'ratings': renderFeedback(m); break;
   case 'going_away': announce('The server is restarting; this console will reconnect by itself.'); break;
   case 'error':
     if (m.code === 'rate_limited') setNote('alert', "That was a lot at once; some of it wasn't sent.");
     else if (m.code === 'no_such_offer') endOffer();
+    else if (m.ref === 'ratings') setText('feedback-summary', "Your feedback can't be shown right now.");
     else if (m.code === 'shift_over') {
       want = 'away';
       setNote('desk-note', REASONS.shift_over);

@@ -3,12 +3,15 @@
 // are now, a chart of the queue over the last hour (chart.js), a banner
 // while the connection is down, and sessions in crisis at the top (with a
 // notification when one is flagged): who and since when, never content.
+// Feedback (`ratings`) per counselor and per topic is asked for when the
+// number of ratings changes, and every half minute.
 import { EarshotSocket, tokenFor } from './socket.js';
 import { TimeChart } from './chart.js';
 import { notify } from './attention.js';
 
 const HOUR_MS = 3600 * 1000;
 const SUMMARY_EVERY_MS = 60 * 1000;
+const RATINGS_EVERY_MS = 30 * 1000;
 
 // stats.media.dropped_<reason>, in the words an operator reads.
 const DROP_REASONS = [
@@ -70,6 +73,8 @@ const view = {
   retryAt: 0,         // when the socket tries again (ms), while down
   goingAway: false,   // the server said it is stopping
   summaryAt: 0,
+  ratingsAt: 0,       // when `ratings` was last asked for (ms)
+  ratingsCount: -1,   // stats.ratings.count then
 };
 
 function render(st) {
@@ -156,6 +161,42 @@ function renderNodes(nodes) {
   if (now !== rows.map((r) => r.textContent).join('|')) list.replaceChildren(...rows);
 }
 
+// ---- feedback ----
+
+function askRatings(now) {
+  if (!view.live) return;
+  view.ratingsAt = now;
+  view.socket.send({ type: 'ratings' });
+}
+
+// One row per counselor or topic: name, count, mean, then each score's count.
+function ratingRows(entries, key) {
+  if (!entries.length) {
+    const td = Object.assign(document.createElement('td'), { colSpan: 8, textContent: 'No ratings yet.' });
+    const tr = document.createElement('tr');
+    tr.append(td);
+    return [tr];
+  }
+  return entries.map((e) => {
+    const tr = document.createElement('tr');
+    tr.append(Object.assign(document.createElement('th'), { scope: 'row', textContent: e[key] }));
+    for (const v of [count.format(e.count), e.count ? e.mean.toFixed(1) : '–',
+      ...e.hist.map((n) => count.format(n))])
+      tr.append(Object.assign(document.createElement('td'), { textContent: v }));
+    return tr;
+  });
+}
+
+function renderRatings(msg) {
+  for (const [id, entries, key] of [['fb-counselors', msg.counselors || [], 'sub'],
+    ['fb-topics', msg.topics || [], 'topic']]) {
+    const rows = ratingRows(entries, key);
+    const body = $(id);
+    const now = Array.from(body.children, (r) => r.textContent).join('|');
+    if (now !== rows.map((r) => r.textContent).join('|')) body.replaceChildren(...rows);
+  }
+}
+
 function sample(now) {
   if (!view.live || !view.stats) return;
   chart.add(now, { queue: view.stats.queue, wait: view.stats.queue > 0 ? view.stats.oldest_wait_s : 0 });
@@ -211,6 +252,7 @@ function onStateChange(state, retryIn) {
     view.goingAway = false;
     view.retryAt = 0;
     view.socket.send({ type: 'subscribe' });
+    view.ratingsCount = -1;   // the first stats asks for `ratings` again
     setConn('open', 'Live');
     banner('');
     main.classList.remove('op-stale');
@@ -240,9 +282,15 @@ function onMessage(msg) {
     view.statsAt = Date.now();
     $('main').setAttribute('aria-busy', 'false');
     render(msg);
+    if (msg.ratings.count !== view.ratingsCount) {
+      view.ratingsCount = msg.ratings.count;
+      askRatings(view.statsAt);
+    }
     sample(view.statsAt);
     chart.draw(view.statsAt);
     if (first) summarize(view.statsAt);
+  } else if (msg.type === 'ratings') {
+    renderRatings(msg);
   } else if (msg.type === 'going_away') {
     view.goingAway = true;
   }
@@ -264,6 +312,7 @@ function tick() {
   renderUptime();
   if (view.socket && !view.live && view.retryAt) renderDown(now);
   if (view.stats && now - view.summaryAt >= SUMMARY_EVERY_MS) summarize(now);
+  if (view.ratingsCount >= 0 && now - view.ratingsAt >= RATINGS_EVERY_MS) askRatings(now);
 }
 
 async function start() {

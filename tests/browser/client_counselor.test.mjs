@@ -2,7 +2,9 @@
 // browser, go through a whole text session on the real server: Talk now,
 // the queue, the offer, chat with delivery states and typing, the slot
 // timer and its warning, the end, referral and rating, the counselor's
-// wrap-up; then a second session ended early with End.
+// wrap-up; then a second session ended early with End, after which the
+// counselor sees the first one's rating as their feedback, and an
+// operator sees it by topic.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { launch, openPage, screenshot, startServer, waitText } from './lib.mjs';
@@ -127,6 +129,24 @@ test('a text session from Talk now to the rating, and one ended early', async (t
   await client.getByRole('button', { name: 'Yes, end it' }).click();
   await waitText(client.locator('#end-reason'), /You ended the conversation\./);
   await waitText(counselor.locator('#desk-note'), /The conversation has ended: the person ended it\./);
+
+  // ---- the counselor's feedback: asked for again as that session ended ----
+  const feedback = counselor.getByRole('region', { name: 'Your feedback' });
+  await waitText(feedback.locator('#feedback-summary'), /^1 rating, 5\.0 stars on average\.$/);
+  await waitText(feedback.locator('#feedback-comments li'), /^Thank you, Alice\.$/);
+  assert.deepEqual(await feedback.locator('#feedback-hist dd:not(.bar)').allTextContents(),
+    ['1', '0', '0', '0', '0'], 'five stars once, from 5 down to 1');
+  await screenshot(counselor, 'counselor-feedback');
+
+  // ---- an operator: the rating by topic, with no comment ----
+  const op = await browsers[1].context.newPage();
+  op.on('pageerror', (e) => problems.push(`operator: ${e.message}`));
+  await op.goto(`${server.base}/operator`);
+  const grief = op.locator('#fb-topics tr:has(th:text-is("grief")) td');
+  await waitText(grief.first(), /^1$/);
+  assert.deepEqual(await grief.allTextContents(), ['1', '5.0', '0', '0', '0', '0', '1']);
+  assert.equal(await op.getByText('Thank you, Alice.').count(), 0, 'comments are the counselor\'s');
+  await screenshot(op, 'operator-feedback');
 
   assert.deepEqual(problems, []);
 });

@@ -13,12 +13,13 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* The largest encoding is a message whose longest string is all control
- * characters, each escaped as \u00XX (6 bytes): hello with a 4096-byte
- * token is ~24.6 KB. 64 KB leaves room for any message. */
-#define ENC_MAX 65536
+/* The largest encoding is `ratings` with every list full
+ * (PROTO_RATINGS_JSON_MAX, 64 KB); next, a message whose longest string is
+ * all control characters, each escaped as \u00XX (6 bytes): hello with a
+ * 4096-byte token is ~24.6 KB. */
+#define ENC_MAX PROTO_RATINGS_JSON_MAX
 
-/* Static: the structs are ~11 KB each and the buffer 64 KB. libFuzzer
+/* Static: the structs are ~44 KB each and the buffer 64 KB. libFuzzer
  * runs inputs one at a time, so sharing them between calls is safe. */
 static struct proto_msg first, second;
 static char enc[ENC_MAX];

@@ -2,7 +2,8 @@
  * redis-server: a whole session on one node; one queue across two nodes
  * (FIFO, positions and offers cross nodes); a node killed with -9 and its
  * presence gone within the bound; Redis restarted under a node, with the
- * queue intact and sessions carrying on meanwhile. */
+ * queue intact and sessions carrying on meanwhile; ratings taken on two
+ * nodes counted together. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -441,6 +442,78 @@ static void test_preferences_across_nodes(void **state)
 	assert_int_equal(h_server_stop(&b), 0);
 }
 
+/* The feedback a counselor or an operator asks for on one node. */
+static const struct proto_ratings *ask_ratings(struct h_peer *p)
+{
+	assert_int_equal(h_send_json(p, "{\"type\":\"ratings\"}"), 0);
+	return &expect(p, PT_RATINGS)->ratings;
+}
+
+/* kim, on node A, talks with a person on A about grief, then with one on
+ * B about work (a session across nodes, rated on B, the person's node):
+ * kim's figures and comments and both topics are the same seen from
+ * either node, and so is the service's count and mean. */
+static void test_ratings_across_nodes(void **state)
+{
+	(void)state;
+	struct h_server a, b;
+	fresh_db(10);
+	node_start(&a, "east", NULL);
+	node_start(&b, "west", NULL);
+	struct h_peer *kim = counselor(&a, "kim");
+	set_state(kim, ST_AVAILABLE);
+	struct h_peer *c1 = client_waiting(&a, "c1", 1);
+	answer(kim, 1);
+	expect(c1, PT_SESSION_START);
+	assert_int_equal(h_send_json(kim, "{\"type\":\"end\"}"), 0);
+	expect(c1, PT_SESSION_END);
+	assert_int_equal(h_send_json(c1, "{\"type\":\"rate\",\"score\":5,\"comment\":\"east\"}"), 0);
+	expect(c1, PT_RATED);
+
+	struct h_peer *c2 = h_join(&b, "c2", ROLE_CLIENT, NULL);
+	assert_non_null(c2);
+	assert_int_equal(h_send_json(c2, "{\"type\":\"talk_now\",\"topic\":\"work\",\"mode\":\"text\"}"),
+	                 0);
+	answer(kim, 1);
+	expect(c2, PT_SESSION_START);
+	assert_int_equal(h_send_json(kim, "{\"type\":\"end\"}"), 0);
+	expect(c2, PT_SESSION_END);
+	assert_int_equal(h_send_json(c2, "{\"type\":\"rate\",\"score\":3,\"comment\":\"west\"}"), 0);
+	expect(c2, PT_RATED);
+
+	const struct proto_ratings *r = ask_ratings(kim);
+	assert_int_equal(r->ncounselors, 1);
+	assert_string_equal(r->counselors[0].name, "kim");
+	assert_int_equal(r->counselors[0].count, 2);
+	assert_true(r->counselors[0].mean == 4.0);
+	assert_memory_equal(r->counselors[0].hist, ((const uint32_t[5]){ 0, 0, 1, 0, 1 }),
+	                    5 * sizeof(uint32_t));
+	assert_int_equal(r->ncomments, 2);
+	assert_string_equal(r->comments[0], "west");
+	assert_string_equal(r->comments[1], "east");
+
+	struct h_peer *op = h_join(&b, "op", ROLE_OPERATOR, h_token(ROLE_OPERATOR, "op", "", NULL, 600));
+	assert_non_null(op);
+	r = ask_ratings(op);
+	assert_int_equal(r->ncounselors, 1);
+	assert_int_equal(r->counselors[0].count, 2);
+	assert_int_equal(r->ncomments, 0);
+	assert_int_equal(r->ntopics, 2);
+	assert_string_equal(r->topics[0].name, "grief");
+	assert_true(r->topics[0].mean == 5.0);
+	assert_string_equal(r->topics[1].name, "work");   /* carried from the other node */
+	assert_int_equal(r->topics[1].count, 1);
+	assert_int_equal(r->topics[1].hist[2], 1);
+	stats_until(&a, "\"ratings\":{\"count\":2,\"mean\":4.0}");
+	stats_until(&b, "\"ratings\":{\"count\":2,\"mean\":4.0}");
+	h_peer_free(op);
+	h_peer_free(c1);
+	h_peer_free(c2);
+	h_peer_free(kim);
+	assert_int_equal(h_server_stop(&a), 0);
+	assert_int_equal(h_server_stop(&b), 0);
+}
+
 static void test_session_node_killed(void **state)
 {
 	(void)state;
@@ -600,6 +673,7 @@ int main(void)
 		cmocka_unit_test(test_text_across_nodes),
 		cmocka_unit_test(test_preferences_across_nodes),
 		cmocka_unit_test(test_crisis_across_nodes),
+		cmocka_unit_test(test_ratings_across_nodes),
 		cmocka_unit_test(test_session_node_killed),
 		cmocka_unit_test(test_unreachable_client_node),
 		cmocka_unit_test(test_resume_across_nodes),

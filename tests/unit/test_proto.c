@@ -16,7 +16,7 @@
 
 #define BUF_MAX 65536
 
-/* Big structs and buffers are static: a proto_msg is ~11 KB. */
+/* Big structs and buffers are static: a proto_msg is ~44 KB. */
 static struct proto_msg m1, m2;
 static struct proto_err err;
 static char out[BUF_MAX];
@@ -182,6 +182,19 @@ static void sample(enum proto_type t, int variant, struct proto_msg *m)
 		strcpy(m->link_you, "good"); strcpy(m->link_peer, variant ? "poor" : "fair");
 		m->loss_pct = 12; m->jitter_ms = 35;
 		break;
+	case PT_RATINGS:   /* variant 0: the request, with nothing in it */
+		if (variant) {
+			struct proto_ratings *r = &m->ratings;
+			r->ncounselors = 2;
+			r->counselors[0] = (struct proto_rating){ "kim", 3, { 0, 0, 0, 2, 1 }, 13.0 / 3 };
+			r->counselors[1] = (struct proto_rating){ "lee@x.org", 0, { 0 }, 0.0 };
+			r->ntopics = 1;
+			r->topics[0] = (struct proto_rating){ "work-stress", 2, { 1, 0, 0, 0, 1 }, 3.0 };
+			r->ncomments = 2;
+			strcpy(r->comments[0], "you \"listened\" \xe2\x9d\xa4");
+			strcpy(r->comments[1], "thanks");
+		}
+		break;
 	default: break;  /* cancel, rated, end, subscribe: no fields */
 	}
 }
@@ -262,6 +275,12 @@ static void test_encode_exact(void **state)
 		{ PT_LINK, 1, "{\"type\":\"link\",\"you\":\"good\",\"peer\":\"poor\",\"loss_pct\":12,\"jitter_ms\":35}" },
 		{ PT_AUDIO, 0, "{\"type\":\"audio\",\"who\":\"you\",\"state\":\"stopped\"}" },
 		{ PT_END, 0, "{\"type\":\"end\"}" },
+		{ PT_RATINGS, 0, "{\"type\":\"ratings\"}" },
+		{ PT_RATINGS, 1, "{\"type\":\"ratings\",\"counselors\":[{\"sub\":\"kim\",\"count\":3,"
+		  "\"mean\":4.333333333333333,\"hist\":[0,0,0,2,1],\"comments\":"
+		  "[\"you \\\"listened\\\" \xe2\x9d\xa4\",\"thanks\"]},{\"sub\":\"lee@x.org\",\"count\":0,"
+		  "\"mean\":0.0,\"hist\":[0,0,0,0,0]}],\"topics\":[{\"topic\":\"work-stress\","
+		  "\"count\":2,\"mean\":3.0,\"hist\":[1,0,0,0,1]}]}" },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		sample(cases[i].t, cases[i].variant, &m2);
@@ -418,6 +437,125 @@ static void test_stats_lenient(void **state)
 	ERR("{\"type\":\"stats\",\"nodes\":[{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}]}",
 	    "bad_field", "'nodes'");
 	assert_int_equal(m1.type, PT_STATS);
+}
+
+static void expect_encode_fail(struct proto_msg *m, const char *what);
+
+/* `ratings`: a counselor's own entry may carry comments, nothing else does;
+ * the lists, their entries and the comments are bounded. */
+static void test_ratings_decode(void **state)
+{
+	(void)state;
+	OK("{\"type\":\"ratings\"}");
+	assert_int_equal(m1.type, PT_RATINGS);
+	assert_int_equal(m1.ratings.ncounselors, 0);
+	OK("{\"type\":\"ratings\",\"counselors\":[{\"sub\":\"kim\",\"count\":2,\"mean\":4.5,"
+	   "\"hist\":[0,0,0,1,1],\"comments\":[\"kind\"]}],\"topics\":null}");
+	assert_int_equal(m1.ratings.ncounselors, 1);
+	assert_string_equal(m1.ratings.counselors[0].name, "kim");
+	assert_int_equal(m1.ratings.counselors[0].hist[4], 1);
+	assert_true(m1.ratings.counselors[0].mean == 4.5);
+	assert_int_equal(m1.ratings.ncomments, 1);
+	assert_string_equal(m1.ratings.comments[0], "kind");
+	assert_int_equal(m1.ratings.ntopics, 0);
+	/* PROTOCOL.md's example, as written. */
+	OK("{\"type\":\"ratings\",\"counselors\":[{\"sub\":\"kim\",\"count\":3,\"mean\":4.333333333333333,\n"
+	   "  \"hist\":[0,0,0,2,1],\"comments\":[\"You really listened.\",\"thanks\"]}],\"topics\":[]}");
+	assert_int_equal(m1.ratings.counselors[0].hist[3], 2);
+	assert_int_equal(m1.ratings.ncomments, 2);
+	assert_string_equal(m1.ratings.comments[1], "thanks");
+	OK("{\"type\":\"ratings\",\"topics\":[{\"topic\":\"grief\",\"count\":1,\"mean\":5,"
+	   "\"hist\":[0,0,0,0,1]}]}");
+	assert_int_equal(m1.ratings.ntopics, 1);
+	assert_string_equal(m1.ratings.topics[0].name, "grief");
+
+	ERR("{\"type\":\"ratings\",\"counselors\":{}}", "bad_field", "'counselors'");
+	ERR("{\"type\":\"ratings\",\"counselors\":[{\"sub\":\"k\",\"count\":1,\"mean\":1}]}",
+	    "bad_field", "counselors[0]");
+	ERR("{\"type\":\"ratings\",\"counselors\":[{\"sub\":\"k\",\"count\":1,\"mean\":1,"
+	    "\"hist\":[1,0,0,0]}]}", "bad_field", "counselors[0]");
+	ERR("{\"type\":\"ratings\",\"counselors\":[{\"sub\":\"k\",\"count\":1,\"mean\":5.5,"
+	    "\"hist\":[0,0,0,0,1]}]}", "bad_field", "counselors[0]");
+	ERR("{\"type\":\"ratings\",\"counselors\":[{\"sub\":\"k\",\"count\":-1,\"mean\":1,"
+	    "\"hist\":[0,0,0,0,1]}]}", "bad_field", "counselors[0]");
+	ERR("{\"type\":\"ratings\",\"counselors\":[{\"sub\":\"a b\",\"count\":1,\"mean\":1,"
+	    "\"hist\":[1,0,0,0,0]}]}", "bad_field", "counselors[0]");
+	ERR("{\"type\":\"ratings\",\"topics\":[{\"sub\":\"grief\",\"count\":1,\"mean\":1,"
+	    "\"hist\":[1,0,0,0,0]}]}", "bad_field", "topics[0]");
+	ERR("{\"type\":\"ratings\",\"topics\":[{\"topic\":\"Grief\",\"count\":1,\"mean\":1,"
+	    "\"hist\":[1,0,0,0,0]}]}", "bad_field", "topics[0]");
+	/* Comments: only the counselor's own entry, the first. */
+	ERR("{\"type\":\"ratings\",\"counselors\":[{\"sub\":\"a\",\"count\":0,\"mean\":0,"
+	    "\"hist\":[0,0,0,0,0]},{\"sub\":\"b\",\"count\":0,\"mean\":0,\"hist\":[0,0,0,0,0],"
+	    "\"comments\":[\"x\"]}]}", "bad_field", "counselors[1]");
+	ERR("{\"type\":\"ratings\",\"topics\":[{\"topic\":\"g\",\"count\":0,\"mean\":0,"
+	    "\"hist\":[0,0,0,0,0],\"comments\":[]}]}", "bad_field", "topics[0]");
+	ERR("{\"type\":\"ratings\",\"counselors\":[{\"sub\":\"a\",\"count\":0,\"mean\":0,"
+	    "\"hist\":[0,0,0,0,0],\"comments\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\"]}]}",
+	    "bad_field", "comments");
+	ERR("{\"type\":\"ratings\",\"counselors\":[{\"sub\":\"a\",\"count\":0,\"mean\":0,"
+	    "\"hist\":[0,0,0,0,0],\"comments\":[\"\"]}]}", "bad_field", "comments[0]");
+	char *big = malloc(BUF_MAX);
+	assert_non_null(big);
+	int n = snprintf(big, BUF_MAX, "{\"type\":\"ratings\",\"counselors\":[{\"sub\":\"a\","
+	                 "\"count\":0,\"mean\":0,\"hist\":[0,0,0,0,0],\"comments\":[\"");
+	memset(big + n, 'c', PROTO_COMMENT_MAX + 1);
+	strcpy(big + n + PROTO_COMMENT_MAX + 1, "\"]}]}");
+	ERR(big, "bad_field", "comments[0]");
+	/* At most PROTO_RATED_MAX counselors. */
+	n = snprintf(big, BUF_MAX, "{\"type\":\"ratings\",\"counselors\":[");
+	for (int i = 0; i <= PROTO_RATED_MAX; i++)
+		n += snprintf(big + n, (size_t)(BUF_MAX - n), "%s{\"sub\":\"k%d\",\"count\":0,"
+		              "\"mean\":0,\"hist\":[0,0,0,0,0]}", i ? "," : "", i);
+	strcpy(big + n, "]}");
+	ERR(big, "bad_field", "'counselors'");
+	free(big);
+}
+
+/* The largest `ratings` (every list full, every name and count at its
+ * longest, every comment byte escaped) fits PROTO_RATINGS_JSON_MAX and
+ * comes back the same; a broken one is refused. */
+static void test_ratings_encode(void **state)
+{
+	(void)state;
+	static char buf[PROTO_RATINGS_JSON_MAX];
+	memset(&m2, 0, sizeof m2);
+	m2.type = PT_RATINGS;
+	struct proto_ratings *r = &m2.ratings;
+	for (int i = 0; i < PROTO_RATED_MAX; i++) {
+		struct proto_rating *e = &r->counselors[r->ncounselors++];
+		snprintf(e->name, sizeof e->name, "%0*d", PROTO_SUB_MAX, i);
+		e->count = UINT32_MAX;
+		for (int k = 0; k < 5; k++)
+			e->hist[k] = UINT32_MAX;
+		e->mean = 1.0000000000000002;
+	}
+	for (int i = 0; i < PROTO_TOPICS_MAX; i++) {
+		struct proto_rating *e = &r->topics[r->ntopics++];
+		snprintf(e->name, sizeof e->name, "%0*d", PROTO_TOPIC_MAX, i);
+		e->count = UINT32_MAX;
+		e->mean = 4.333333333333333;
+	}
+	for (int i = 0; i < PROTO_COMMENTS_MAX; i++)
+		memset(r->comments[r->ncomments++], '\x01', PROTO_COMMENT_MAX);   /* \u0001 each */
+	long n = proto_encode(&m2, buf, sizeof buf);
+	assert_true(n > 0);
+	print_message("the largest ratings: %ld bytes\n", n);
+	assert_int_equal(proto_decode(buf, (size_t)n, &m1, &err), PROTO_OK);
+	assert_memory_equal(&m1, &m2, sizeof m1);
+
+	sample(PT_RATINGS, 1, &m2); m2.ratings.ncounselors = 0;
+	expect_encode_fail(&m2, "ratings comments without a counselor");
+	sample(PT_RATINGS, 1, &m2); m2.ratings.ncounselors = PROTO_RATED_MAX + 1;
+	expect_encode_fail(&m2, "ratings too many counselors");
+	sample(PT_RATINGS, 1, &m2); m2.ratings.topics[0].mean = NAN;
+	expect_encode_fail(&m2, "ratings NaN mean");
+	sample(PT_RATINGS, 1, &m2); strcpy(m2.ratings.topics[0].name, "Work");
+	expect_encode_fail(&m2, "ratings bad topic");
+	sample(PT_RATINGS, 1, &m2); m2.ratings.comments[1][0] = '\0';
+	expect_encode_fail(&m2, "ratings empty comment");
+	sample(PT_RATINGS, 1, &m2); strcpy(m2.ratings.comments[0], "bad \xff");
+	expect_encode_fail(&m2, "ratings comment not UTF-8");
 }
 
 /* ---- error codes ------------------------------------------------------- */
@@ -863,6 +1001,8 @@ int main(void)
 		cmocka_unit_test(test_state_wrapup_s),
 		cmocka_unit_test(test_crisis_flag),
 		cmocka_unit_test(test_stats_lenient),
+		cmocka_unit_test(test_ratings_decode),
+		cmocka_unit_test(test_ratings_encode),
 		cmocka_unit_test(test_bad_json),
 		cmocka_unit_test(test_embedded_nul),
 		cmocka_unit_test(test_unknown_type),
