@@ -2,12 +2,22 @@
 // each own message's delivery state (sending → sent → delivered), the
 // typing indicator both ways, and an `ack` for every message shown.
 // It builds its own DOM inside the container the page gives it.
+//
+// Across a dropped connection (PROTOCOL.md "Resume after a dropped
+// connection") the conversation stays: suspend() keeps the log and lets the
+// person go on writing (held back, "Waiting for the connection…"), and
+// resume() with the resumed session_start settles what the server took
+// while we were away: ids up to `last_id` are sent, later ones are sent
+// again in order, seqs up to `acked` delivered. Message ids keep rising
+// across the resume (the server answers an old id `duplicate`, which is
+// taken quietly as "sent"), and a peer message the server sends again is
+// acknowledged but shown once.
 import { el } from './ui.js';
 
 const TYPING_IDLE_MS = 3000;    // stop "typing" after this long without a key
 const PEER_TYPING_MAX_MS = 15000; // forget a peer's "typing" if "off" never came
 const STATE_TEXT = { sending: 'Sending…', sent: 'Sent', delivered: 'Delivered',
-  failed: 'Not sent — the connection dropped' };
+  waiting: 'Waiting for the connection…', failed: 'Not sent — the connection dropped' };
 const utf8 = new TextEncoder();
 
 export class Chat {
@@ -15,9 +25,12 @@ export class Chat {
   constructor(container, socket, { maxBytes = 4000 } = {}) {
     this.socket = socket;
     this.maxBytes = maxBytes;
-    this.nextId = 1;
-    this.byId = new Map();    // own message id → its <li>
-    this.bySeq = new Map();   // own message seq → its <li>
+    this.nextId = 1;          // ids rise for the page's life, so across sessions and resumes
+    this.byId = new Map();    // own message id → its <li> (dataset.seq once `sent`)
+    this.unsent = new Map();  // own message id → its text, until the server took it
+    this.answers = [];        // ids sent on this connection, awaiting `sent` or an error, in order
+    this.peerSeq = 0;         // the last peer seq shown
+    this.suspended = false;   // the connection dropped; the session may come back
     this.unacked = [];        // peer seqs shown while the page was hidden
     this.typingOn = false;
     this.typingTimer = null;
@@ -61,7 +74,10 @@ export class Chat {
   start(peerLabel) {
     this.peerLabel = peerLabel;
     this.byId.clear();
-    this.bySeq.clear();
+    this.unsent.clear();
+    this.answers = [];
+    this.peerSeq = 0;
+    this.suspended = false;
     this.unacked = [];
     this.log.replaceChildren();
     this.error.textContent = '';
@@ -73,10 +89,44 @@ export class Chat {
   stop() {
     clearTimeout(this.typingTimer);
     this.typingOn = false;          // the server takes no typing after the end
+    this.suspended = false;
     this.setPeerTyping(false);
     this.setEnabled(false);
     for (const li of this.byId.values())
-      if (li.dataset.state === 'sending') this.setState(li, 'failed');
+      if (li.dataset.state === 'sending' || li.dataset.state === 'waiting') this.setState(li, 'failed');
+    this.unsent.clear();
+    this.answers = [];
+  }
+
+  // The connection dropped, but the server keeps the session for a while:
+  // keep the conversation, and hold back what is written meanwhile.
+  suspend() {
+    clearTimeout(this.typingTimer);
+    this.typingOn = false;
+    this.suspended = true;
+    this.setPeerTyping(false);
+    this.answers = [];              // replies for the old connection will not come
+    for (const id of this.unsent.keys()) this.setState(this.byId.get(id), 'waiting');
+  }
+
+  // Back in the session (session_start with `resumed`): the server took our
+  // messages up to `last_id` (absent: none) and the peer has seen ours up
+  // to seq `acked`. Send again, in order, what it did not take.
+  resume({ last_id: lastId = -1, acked = 0 }) {
+    this.suspended = false;
+    this.nextId = Math.max(this.nextId, lastId + 1);
+    this.setEnabled(true);
+    this.error.textContent = '';
+    for (const [id, text] of [...this.unsent].sort((a, b) => a[0] - b[0])) {
+      const li = this.byId.get(id);
+      if (id <= lastId) {
+        this.unsent.delete(id);
+        this.setState(li, 'sent');
+      } else {
+        this.transmit(id, text, li);
+      }
+    }
+    if (acked > 0) this.delivered(acked);
   }
 
   setEnabled(on) {
@@ -94,18 +144,24 @@ export class Chat {
     case 'msg': this.received(msg); return true;
     case 'sent': {
       const li = this.byId.get(msg.id);
+      this.answers = this.answers.filter((id) => id > msg.id);
+      this.unsent.delete(msg.id);
       if (li) {
-        this.bySeq.set(msg.seq, li);
-        if (li.dataset.state === 'sending') this.setState(li, 'sent');
+        li.dataset.seq = String(msg.seq);
+        if (li.dataset.state !== 'delivered') this.setState(li, 'sent');
       }
       return true;
     }
-    case 'delivered': {
-      const li = this.bySeq.get(msg.seq);
-      if (li) this.setState(li, 'delivered');
+    case 'delivered': this.delivered(msg.seq); return true;
+    case 'typing': this.setPeerTyping(msg.on); return true;
+    case 'error': {
+      // An id the server already took (sent again across a resume): it was
+      // sent, so say so; nothing went wrong that the person should see.
+      if (msg.code !== 'duplicate') return false;
+      const id = this.answers.shift();
+      if (id !== undefined && this.unsent.delete(id)) this.setState(this.byId.get(id), 'sent');
       return true;
     }
-    case 'typing': this.setPeerTyping(msg.on); return true;
     default: return false;
     }
   }
@@ -120,18 +176,56 @@ export class Chat {
     const id = this.nextId++;
     const li = this.append('mine', 'You', text);
     this.byId.set(id, li);
-    this.setState(li, this.socket.send({ type: 'msg', id, text }) ? 'sending' : 'failed');
+    this.unsent.set(id, text);
+    if (this.suspended) this.setState(li, 'waiting');
+    else this.transmit(id, text, li);
     this.error.textContent = '';
     this.input.value = '';
     this.setTyping(false);
     this.input.focus();
   }
 
+  transmit(id, text, li) {
+    if (this.socket.send({ type: 'msg', id, text })) {
+      this.answers.push(id);
+      this.setState(li, 'sending');
+    } else {
+      this.unsent.delete(id);
+      this.setState(li, 'failed');
+    }
+  }
+
+  // The peer displayed our seq `seq`, and with it every earlier one: also
+  // those taken while we were away, whose seq we never heard (ids rise in
+  // the order the server took them, so they come before a known one).
+  delivered(seq) {
+    let upTo = -1;
+    for (const [id, li] of this.byId) {
+      const s = Number(li.dataset.seq || 0);
+      if (s && s <= seq) {
+        if (li.dataset.state !== 'delivered') this.setState(li, 'delivered');
+        upTo = Math.max(upTo, id);
+      }
+    }
+    for (const [id, li] of this.byId)
+      if (id < upTo && li.dataset.state === 'sent') this.setState(li, 'delivered');
+  }
+
   received(msg) {
     this.setPeerTyping(false);
-    this.append('theirs', this.peerLabel, msg.text);
+    // Sent again after a resume: acknowledge it again, show it once.
+    if (msg.seq > this.peerSeq) {
+      this.peerSeq = msg.seq;
+      this.append('theirs', this.peerLabel, msg.text);
+    }
     this.unacked.push(msg.seq);
     this.flushAcks();
+  }
+
+  // A line from the page itself, not from either person.
+  note(text) {
+    const li = el('li', { className: 'msg system' }, el('p', { className: 'msg-text' }, text));
+    this.log.append(li);
   }
 
   // "Delivered" means the person could see it: ack only while visible.
@@ -172,7 +266,7 @@ export class Chat {
 
   setTyping(on) {
     clearTimeout(this.typingTimer);
-    if (on === this.typingOn) return;
+    if (on === this.typingOn || this.suspended) return;
     this.typingOn = on;
     this.socket.send({ type: 'typing', on });
   }

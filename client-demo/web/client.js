@@ -3,15 +3,22 @@
 // with its slot timer and gentle warnings, then referral and a rating.
 // By voice, the microphone is asked for before joining the line, and the
 // session adds the call panel above the chat.
-// A dropped connection is retried by the socket; since a place in line or
-// a session does not survive it yet, the page says plainly what was lost.
+// A dropped connection is retried by the socket, which comes back with the
+// resume token: the server keeps the place in line or the session for a
+// grace (PROTOCOL.md "Resume after a dropped connection"). Meanwhile the
+// page stays as it was (the wait, or the conversation, where the person can
+// go on writing), and once `welcome` says `resumed` it carries on with a
+// brief "Reconnected" note. A welcome without it means the grace ran out
+// (or the server restarted): the page says plainly what was lost.
+// When the counselor's connection drops, a gentle note in the conversation
+// says so, until they are back.
 import { EarshotSocket, tokenFor } from './socket.js';
 import { Chat } from './chat.js';
 import { CallPanel } from './callpanel.js';
 import { checkMicrophone, unlockVoice, voiceUnsupported } from './voice.js';
 import { SlotTimer, minutes } from './slot.js';
-import { $, TOPICS, announce, clock, connectionBanner, duration, endButton, setText, showView,
-  topicLabel, setNote } from './ui.js';
+import { $, TOPICS, announce, clock, connectionBanner, duration, endButton, passingNote, setText,
+  showView, topicLabel, setNote } from './ui.js';
 
 const VIEWS = ['v-start', 'v-wait', 'v-session', 'v-ended'];
 const STARS = ['Not helpful', 'A little helpful', 'Okay', 'Helpful', 'Very helpful'];
@@ -38,14 +45,21 @@ const MIC_PROBLEMS = {
   failed: "Your microphone couldn't be opened. You can try again, or choose to talk by text.",
 };
 const utf8 = new TextEncoder();
+const BACK_NOTE_MS = 8000;     // how long "Reconnected — …" stays
+const WAIT_SINCE_KEY = 'earshot.client.waitSince';
 
 // What the server holds for us: idle, joining (talk_now sent), waiting,
-// in_session, ended; `lost` is what a dropped connection took with it.
+// in_session, ended; `lost` is what a dropped connection may have taken
+// with it, until the server says whether it kept it.
 let phase = 'idle';
 let lost = null;
 let rated = false;
 let waitSince = 0;
 let waitTick = null;
+let sessionId = null;          // the session on screen
+let peerName = '';
+let welcomed = false;          // a welcome came on this page already
+let reloaded = false;          // this page took up a connection of an earlier one
 
 const sock = new EarshotSocket({ role: 'client', token: await tokenFor('client') });
 const chat = new Chat($('chat'), sock);
@@ -96,12 +110,13 @@ $('start-form').addEventListener('submit', async (e) => {
   setText('position', 'Finding your place in line…');
   setText('estimate', '');
   $('nobody').hidden = true;
-  startWaitClock();
+  startWaitClock(Date.now());
   show('v-wait');
 });
 
-function startWaitClock() {
-  waitSince = Date.now();
+function startWaitClock(since) {
+  waitSince = since;
+  sessionStorage.setItem(WAIT_SINCE_KEY, String(since));   // a reload goes on counting
   clearInterval(waitTick);
   const tick = () => setText('waited', `You've been waiting ${clock((Date.now() - waitSince) / 1000)}.`);
   tick();
@@ -146,7 +161,9 @@ $('cancel').addEventListener('click', () => {
 
 function backToStart(note) {
   phase = 'idle';
+  sessionId = null;
   clearInterval(waitTick);
+  waitTick = null;
   $('talk').disabled = sock.state !== 'open';
   setNote('start-note', note);
   show('v-start');
@@ -154,28 +171,59 @@ function backToStart(note) {
 
 // ---- session ----
 
+// A session begins; or, `resumed`, the session as the server has it after a
+// dropped connection: the same one goes on as it was (chat, timer, with
+// fresh voice keys), while a page that was reloaded, or was still waiting
+// when a counselor accepted, starts it on screen.
 function onSessionStart(m) {
+  const same = m.resumed && m.session_id === sessionId;
+  sessionId = m.session_id;
   phase = 'in_session';
   clearInterval(waitTick);
+  waitTick = null;
   localStorage.setItem(TALKED_KEY, '1');
   $('previous-field').hidden = false;
-  $('unsafe').hidden = false;
-  $('crisis-panel').hidden = true;
+  peerName = m.peer || '';
   const who = m.peer || 'a counselor';
-  setText('session-h', `You're talking with ${who}`);
-  setText('session-topic', `Topic: ${topicLabel(m.topic)}`);
-  chat.start(m.peer || 'The counselor');
-  slot.start(m.remaining_s);
-  resetEnd();
-  if (m.mode === 'voice') {
-    call.start(m, sock, m.peer || 'The counselor');
+  const peer = m.peer || 'The counselor';
+  if (same) {
+    slot.resume(m.remaining_s);
+  } else {
+    $('unsafe').hidden = false;
+    $('crisis-panel').hidden = true;
+    passingNote('peer-note', '');
+    setText('session-h', `You're talking with ${who}`);
+    setText('session-topic', `Topic: ${topicLabel(m.topic)}`);
+    chat.start(peer);
+    slot.start(m.remaining_s);
+    resetEnd();
+  }
+  if (m.resumed) chat.resume(m);
+  if (m.mode === 'voice') call.start(m, sock, peer);
+  else call.hide();
+  if (same || (m.resumed && reloaded)) {
+    if ($('v-session').hidden) show('v-session', m.mode === 'voice' ? 'session-h' : 'chat-text');
+    if (!same) chat.note('The page was reloaded, so earlier messages may not be shown here.');
+    passingNote('back-note', `Reconnected — you're still talking with ${who}.`, BACK_NOTE_MS);
+  } else if (m.mode === 'voice') {
     show('v-session', 'session-h');
     announce(`${who} has joined. Speak whenever you're ready; you can also write.`);
   } else {
-    call.hide();
     show('v-session', 'chat-text');
     announce(`${who} has joined. Type whenever you're ready.`);
   }
+}
+
+// The counselor's connection dropped; the session goes on meanwhile, and
+// what the person writes reaches them when they are back.
+function onPeerLost() {
+  const whose = peerName ? `${peerName}'s` : "The counselor's";
+  passingNote('peer-note', `${whose} connection dropped; they may be back in a moment. `
+    + "Anything you write will reach them when they're back.");
+}
+
+function onPeerBack() {
+  passingNote('peer-note', "They're back.", BACK_NOTE_MS);
 }
 
 const resetEnd = endButton(() => sock.send({ type: 'end' }));
@@ -197,6 +245,9 @@ function onCrisis(m) {
 
 function onSessionEnd(m) {
   $('crisis-panel').hidden = true;
+  passingNote('peer-note', '');
+  passingNote('back-note', '');
+  sessionId = null;
   phase = 'ended';
   rated = false;
   chat.stop();
@@ -280,22 +331,34 @@ $('again').addEventListener('click', () => backToStart(''));
 
 connectionBanner(sock, $('banner'));
 
+// Fires again for every attempt that fails, so it only ever says the same.
 sock.addEventListener('state', ({ detail }) => {
   $('talk').disabled = detail.state !== 'open' || phase === 'joining';
   setText('conn-status', detail.state === 'open' ? '' : 'Connecting…');
   if (detail.state !== 'down') return;
+  passingNote('back-note', '');
+  // The server keeps a place in line or a session for a while: the page
+  // stays as it is until the welcome says whether it was kept.
+  const kept = sock.resumable;
   if (phase === 'joining' || phase === 'waiting') {
     lost = 'waiting';
-    setText('position', 'Reconnecting…');
-    setText('estimate', '');
+    if (!kept || phase === 'joining') setText('position', 'Reconnecting…');
+    setText('estimate', kept && phase === 'waiting'
+      ? 'The connection dropped. Reconnecting — you keep your place in line meanwhile.' : '');
     $('nobody').hidden = true;
+    $('holding').hidden = true;
   } else if (phase === 'in_session') {
     lost = 'in_session';
   }
-  clearInterval(waitTick);
-  chat.stop();
-  slot.stop();
-  call.stop();
+  if (!kept) {
+    clearInterval(waitTick);
+    waitTick = null;
+    chat.stop();
+    slot.stop();
+  } else if (phase === 'in_session') {
+    chat.suspend();   // the slot runs on at the server, and so does the timer here
+  }
+  call.stop();   // voice comes back with fresh keys, or not at all
 });
 
 function onWelcome(m) {
@@ -304,10 +367,20 @@ function onWelcome(m) {
   setText('question-text', m.crisis_question || '');
   const was = phase;
   phase = m.state;
-  if (lost === 'waiting') {
+  if (!welcomed && m.resumed) reloaded = true;
+  welcomed = true;
+  const back = m.resumed && ['waiting', 'in_session', 'ended'].includes(m.state);
+  if (back) {
+    // Kept for us: `queue` or `session_start` (or `session_end`, if it
+    // ended meanwhile) follows and puts the page right.
+    if (m.state === 'waiting') onBackInLine(was);
+  } else if (lost === 'waiting') {
     backToStart("The connection dropped, and with it your place in line. We're sorry. "
       + 'Tap Talk now to join again — you\'ll be connected as soon as someone is free.');
   } else if (lost === 'in_session') {
+    chat.stop();
+    slot.stop();
+    passingNote('peer-note', '');
     backToStart('The connection dropped and your conversation had to end. We\'re sorry — '
       + "that isn't how it should end. If you'd like to keep talking, tap Talk now.");
   } else if (was === 'ended' && !rated) {
@@ -317,6 +390,19 @@ function onWelcome(m) {
     $('again').className = 'primary big';
   }
   lost = null;
+}
+
+// Still in line after a dropped connection (or a reload): the wait goes on,
+// and the `queue` that follows says where.
+function onBackInLine(was) {
+  if (was !== 'waiting' && was !== 'joining') {   // a reloaded page starts from the start view
+    setText('position', 'Finding your place in line…');
+    $('urgent').hidden = true;
+    show('v-wait');
+  }
+  setText('estimate', '');
+  if (!waitTick) startWaitClock(Number(sessionStorage.getItem(WAIT_SINCE_KEY)) || Date.now());
+  passingNote('back-note', "Reconnected — you're still in line.", BACK_NOTE_MS);
 }
 
 function onError(m) {
@@ -347,6 +433,8 @@ sock.addEventListener('message', ({ detail: m }) => {
   case 'queue': onQueue(m); break;
   case 'cancelled': backToStart("You left the line. Whenever you're ready, we're here."); break;
   case 'session_start': onSessionStart(m); break;
+  case 'peer_lost': onPeerLost(); break;
+  case 'peer_back': onPeerBack(); break;
   case 'slot_warning': slot.warning(m.remaining_s); break;
   case 'slot_over': slot.over(m.grace_s); break;
   case 'session_end': onSessionEnd(m); break;

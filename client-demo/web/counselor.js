@@ -3,15 +3,21 @@
 // with Accept / Decline, the session (chat, timer, warnings, End), the
 // wrap-up pause, their own feedback, and staying connected for hours
 // through reconnects.
-import { EarshotSocket, tokenFor } from './socket.js';
+// A dropped connection in a session is kept by the server for a grace
+// (PROTOCOL.md "Resume after a dropped connection"): the conversation stays
+// on screen, and the socket's resume token takes it up again, with a brief
+// "Reconnected" note; a reload in the same tab signs in by itself and does
+// the same. When the person's connection drops, a gentle note says the
+// session is still open and how long they have to come back.
+import { EarshotSocket, resumeHeld, tokenFor } from './socket.js';
 import { Chat } from './chat.js';
 import { CallPanel } from './callpanel.js';
 import { unlockVoice } from './voice.js';
 import { SlotTimer, minutes } from './slot.js';
 import { askNotifications, chime, flashTitle, notificationsSupported, notify,
   unlockAudio } from './attention.js';
-import { $, TOPICS, announce, clock, connectionBanner, duration, el, endButton, setText,
-  showView, topicLabel, setNote } from './ui.js';
+import { $, TOPICS, announce, clock, connectionBanner, duration, el, endButton, passingNote,
+  setText, showView, topicLabel, setNote } from './ui.js';
 
 const VIEWS = ['v-signin', 'v-desk', 'v-session'];
 const STATES = {
@@ -46,13 +52,17 @@ const ENDED = {
 };
 const SKILLS_KEY = 'earshot.counselor.skills';
 const NAME_KEY = 'earshot.counselor.name';
+const SESSION_KEY = 'earshot.counselor.session';   // this tab is in a session (sessionStorage)
+const BACK_NOTE_MS = 8000;     // how long "Reconnected — …" and "They're back." stay
 
 let sock = null;
 let chat = null;
 let state = 'away';          // the server's last word on our state
 let want = 'away';           // what the counselor last chose
-let lostSession = false;     // a drop ended the session we were in
+let lostSession = false;     // a drop may have ended the session we were in
 let signedIn = false;
+let reloaded = false;        // this page took up a connection of an earlier one
+let sessionId = null;        // the session on screen
 let offer = null;            // { id, deadline, tick, stopTitle, note }
 let wrapupTick = null;
 const call = new CallPanel($('call'));
@@ -118,6 +128,7 @@ async function signIn(claims) {
 
 function onRefused(m) {
   signedIn = false;
+  setSession(null);
   endOffer();
   chat.stop();
   slot.stop();
@@ -250,28 +261,64 @@ function onCrisis(m) {
   $('flag-crisis').hidden = true;
 }
 
+// A session begins; or, `resumed`, the session as the server has it after a
+// dropped connection: the same one goes on as it was (chat, timer, with
+// fresh voice keys); a reloaded page starts it on screen again.
 function onSessionStart(m) {
+  const same = m.resumed && m.session_id === sessionId;
+  setSession(m.session_id);
   endOffer();
-  setText('session-topic', `Topic: ${topicLabel(m.topic)} · by ${m.mode}`);
-  setText('session-h', m.peer ? `In a conversation with ${m.peer}` : 'In a conversation');
-  chat.start(m.peer || 'The person');
-  slot.start(m.remaining_s);
-  resetEnd();
-  $('crisis-banner').hidden = true;
-  $('flag-crisis').hidden = false;
-  if (m.mode === 'voice') {
-    call.start(m, sock, m.peer || 'The person');
-    show('v-session', 'session-h');
+  if (same) {
+    slot.resume(m.remaining_s);
   } else {
-    call.hide();
-    show('v-session', 'chat-text');
+    setText('session-topic', `Topic: ${topicLabel(m.topic)} · by ${m.mode}`);
+    setText('session-h', m.peer ? `In a conversation with ${m.peer}` : 'In a conversation');
+    chat.start(m.peer || 'The person');
+    slot.start(m.remaining_s);
+    resetEnd();
+    $('crisis-banner').hidden = true;
+    $('flag-crisis').hidden = false;
+    passingNote('peer-note', '');
   }
-  announce('The conversation has started.');
+  if (m.resumed) chat.resume(m);
+  if (m.mode === 'voice') call.start(m, sock, m.peer || 'The person');
+  else call.hide();
+  const focus = m.mode === 'voice' ? 'session-h' : 'chat-text';
+  if (same || (m.resumed && reloaded)) {
+    if ($('v-session').hidden) show('v-session', focus);
+    if (!same) chat.note('The page was reloaded, so earlier messages may not be shown here.');
+    passingNote('back-note', `Reconnected — you're still ${m.peer ? `talking with ${m.peer}`
+      : 'in the conversation'}.`, BACK_NOTE_MS);
+  } else {
+    show('v-session', focus);
+    announce('The conversation has started.');
+  }
+}
+
+// The session on screen; kept in this tab's sessionStorage too, so that a
+// reload in a session signs in by itself (see the end of this file).
+function setSession(id) {
+  sessionId = id;
+  try {
+    if (id) sessionStorage.setItem(SESSION_KEY, id);
+    else sessionStorage.removeItem(SESSION_KEY);
+  } catch {
+    // no storage: a reload shows the sign-in as before
+  }
+}
+
+// The person's connection dropped: the session stays open for them.
+function onPeerLost(m) {
+  passingNote('peer-note', `The connection to the person dropped. They have up to `
+    + `${duration(m.grace_s)} to come back — the session is still open.`);
 }
 
 const resetEnd = endButton(() => sock.send({ type: 'end' }));
 
 function onSessionEnd(m) {
+  setSession(null);
+  passingNote('peer-note', '');
+  passingNote('back-note', '');
   chat.stop();
   slot.stop();
   call.hide();
@@ -313,22 +360,37 @@ function renderFeedback(m) {
 
 // ---- connection ----
 
+// In a session the server keeps it for a while: the conversation stays on
+// screen (the timer runs on, writing is held back) until the welcome says
+// whether it was kept.
 function onSocketState({ detail }) {
   if (detail.state !== 'down' || state === 'offline') return;
+  passingNote('back-note', '');
   if (state === 'busy') lostSession = true;
-  chat.stop();
-  slot.stop();
-  call.stop();
+  if (state === 'busy' && sock.resumable) {
+    chat.suspend();
+  } else {
+    chat.stop();
+    slot.stop();
+  }
+  call.stop();   // voice comes back with fresh keys, or not at all
   renderState('offline');
 }
 
 function onWelcome(m) {
   const first = !signedIn;
   signedIn = true;
+  if (first && m.resumed) reloaded = true;
   $('who').hidden = false;
   setText('who', m.name ? `Signed in as ${m.name}` : 'Signed in');
   renderState(m.state);
   askFeedback();
+  if (m.resumed && m.state === 'busy') {   // kept for us: session_start follows
+    lostSession = false;
+    setText('signin-status', '');
+    return;
+  }
+  setSession(null);   // not in a session, whatever the page thought
   if (first) {
     setText('signin-status', '');
     show('v-desk');
@@ -336,6 +398,9 @@ function onWelcome(m) {
   }
   if (lostSession) {
     lostSession = false;
+    chat.stop();
+    slot.stop();
+    passingNote('peer-note', '');
     want = 'away';
     show('v-desk');
     setNote('desk-note', "The connection dropped and your conversation had to end. You're set away: "
@@ -366,6 +431,8 @@ function onMessage(m) {
   case 'offer': onOffer(m); break;
   case 'offer_gone': onOfferGone(m); break;
   case 'session_start': onSessionStart(m); break;
+  case 'peer_lost': onPeerLost(m); break;
+  case 'peer_back': passingNote('peer-note', "They're back.", BACK_NOTE_MS); break;
   case 'slot_warning': slot.warning(m.remaining_s); break;
   case 'slot_over': slot.over(m.grace_s); break;
   case 'session_end': onSessionEnd(m); break;
@@ -403,5 +470,9 @@ $('test-chime').addEventListener('click', () => chime());
 showNotifyState();
 
 // In production the hosting app hands the token over in the URL fragment:
-// sign in at once with the name and strengths it carries.
+// sign in at once with the name and strengths it carries. A page reloaded
+// in a session signs in again by itself, in time to take the session up.
 if (new URLSearchParams(location.hash.slice(1)).get('token')) signIn({});
+else if (resumeHeld('counselor') && sessionStorage.getItem(SESSION_KEY)
+  && localStorage.getItem(NAME_KEY))
+  signIn({ name: localStorage.getItem(NAME_KEY), skills: localStorage.getItem(SKILLS_KEY) || '' });

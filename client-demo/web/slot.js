@@ -1,6 +1,7 @@
 // slot.js - the session's time: a countdown from session_start.remaining_s,
-// re-synchronised at every slot_warning, the gentle warnings themselves and
-// the goodbye-grace notice after slot_over. Each page words its own notices.
+// re-synchronised at every slot_warning and after a resume, the gentle
+// warnings themselves and the goodbye-grace notice after slot_over. Each
+// page words its own notices.
 import { clock } from './ui.js';
 
 export class SlotTimer {
@@ -17,6 +18,15 @@ export class SlotTimer {
   start(remaining) {
     this.notice.textContent = '';
     this.notice.hidden = true;
+    this.sync(remaining);
+    clearInterval(this.tick);
+    this.tick = setInterval(() => this.show(), 250);
+  }
+
+  // The same session after a dropped connection: the time as the server
+  // has it now, keeping the notice already shown (a warning is not sent
+  // again; a goodbye grace or a crisis is, and says so itself).
+  resume(remaining) {
     this.sync(remaining);
     clearInterval(this.tick);
     this.tick = setInterval(() => this.show(), 250);

@@ -6,6 +6,16 @@
 //   'message' detail: one decoded server message (PROTOCOL.md)
 //   'binary'  detail: an ArrayBuffer (voice)
 //   'refused' detail: the error message that refused the token (no retry)
+//
+// Resume (PROTOCOL.md "Resume after a dropped connection"): the
+// `resume_token` of each `welcome` is kept, in memory and in this tab's
+// sessionStorage (so a reload in the same tab comes back too), and sent as
+// `resume` in every later `hello`; the server then restores the place in
+// line or the session, and says so with `welcome.resumed`. It is forgotten
+// when the page closes the connection on purpose (code 1000: the server
+// keeps nothing), when the server refuses us, or when a `welcome` carries
+// none. Unloading the page sends 1001, which the server treats as a drop
+// and keeps: that is what lets a reload resume.
 
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 15000;
@@ -31,6 +41,18 @@ export async function tokenFor(role, { name = '', skills = '' } = {}) {
   return (await r.text()).trim();
 }
 
+const resumeKey = (role) => `earshot.${role}.resume`;
+
+// Whether this tab holds a resume token for `role`: a reloaded page that
+// signs in by itself can take its place or its session up again.
+export function resumeHeld(role) {
+  try {
+    return Boolean(sessionStorage.getItem(resumeKey(role)));
+  } catch {
+    return false;
+  }
+}
+
 export class EarshotSocket extends EventTarget {
   constructor({ role, token }) {
     super();
@@ -41,6 +63,13 @@ export class EarshotSocket extends EventTarget {
     this.attempt = 0;
     this.stopped = false;
     this.timer = null;
+    this.resumeToken = '';
+    try {
+      this.resumeToken = sessionStorage.getItem(resumeKey(role)) || '';
+    } catch {
+      // no storage here: resuming still works within this page
+    }
+    this.graceS = 0;           // how long the server keeps us after a drop (0: not at all)
     // A phone back from a tunnel or a laptop waking up should not sit out
     // the rest of a long backoff: try again as soon as the network or the
     // page is back.
@@ -62,9 +91,10 @@ export class EarshotSocket extends EventTarget {
     ws.onopen = () => {
       const hello = { type: 'hello', role: this.role };
       if (this.token) hello.token = this.token;
+      if (this.resumeToken) hello.resume = this.resumeToken;
       ws.send(JSON.stringify(hello));
     };
-    ws.onmessage = (ev) => this.onFrame(ev.data);
+    ws.onmessage = (ev) => { if (ws === this.ws) this.onFrame(ev.data); };
     ws.onclose = () => this.onClose(ws);
   }
 
@@ -81,10 +111,12 @@ export class EarshotSocket extends EventTarget {
     }
     if (msg.type === 'welcome') {
       this.attempt = 0;
+      this.remember(msg.resume_token || '', msg.grace_s || 0);
       this.setState('open');
     }
     if (msg.type === 'error' && AUTH_CODES.has(msg.code)) {
       this.stopped = true;  // retrying a refused token only repeats the refusal
+      this.remember('', 0);
       this.dispatchEvent(new CustomEvent('refused', { detail: msg }));
     }
     this.dispatchEvent(new CustomEvent('message', { detail: msg }));
@@ -103,6 +135,22 @@ export class EarshotSocket extends EventTarget {
     const retryIn = Math.round(base / 2 + Math.random() * base / 2);
     this.setState('down', retryIn);
     this.timer = setTimeout(() => this.connect(), retryIn);
+  }
+
+  // Whether a drop now would be kept by the server for a while.
+  get resumable() {
+    return Boolean(this.resumeToken) && this.graceS > 0;
+  }
+
+  remember(token, graceS) {
+    this.resumeToken = token;
+    this.graceS = token ? graceS : 0;
+    try {
+      if (token) sessionStorage.setItem(resumeKey(this.role), token);
+      else sessionStorage.removeItem(resumeKey(this.role));
+    } catch {
+      // storage full or blocked: resuming still works within this page
+    }
   }
 
   setState(state, retryIn = 0) {
@@ -128,8 +176,10 @@ export class EarshotSocket extends EventTarget {
     return this.ws ? this.ws.bufferedAmount : 0;
   }
 
+  // Leave on purpose: code 1000, so the server keeps nothing to resume.
   close() {
     this.stopped = true;
+    this.remember('', 0);
     clearTimeout(this.timer);
     if (this.ws) this.ws.close(1000);
   }

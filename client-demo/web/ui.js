@@ -48,6 +48,16 @@ export function setNote(id, text) {
   $(id).hidden = !text;
 }
 
+// A note that says something passing ("Reconnected", "They're back") and
+// goes by itself after `ms` (0: stays until replaced). Any later call for
+// the same id replaces it, timer and all.
+const fading = new Map();
+export function passingNote(id, text, ms = 0) {
+  clearTimeout(fading.get(id));
+  setNote(id, text);
+  if (text && ms) fading.set(id, setTimeout(() => setNote(id, ''), ms));
+}
+
 // 0 → "0:00", 75 → "1:15", 3700 → "1:01:40".
 export function clock(seconds) {
   const s = Math.max(0, Math.ceil(seconds));

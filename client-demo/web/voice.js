@@ -5,6 +5,18 @@
 // Opus decoder -> a playback worklet with a 60 ms jitter buffer.
 // It knows nothing of what the page shows: it reports the microphone's
 // state in 'mic' events and keeps counters in `stats`.
+//
+// After a dropped connection the session comes back with fresh keys for
+// our leg only (PROTOCOL.md "Resume after a dropped connection"); the other
+// side's keys stay, and the server relays our packets to it with their SSRC
+// and sequence number unchanged. So the stream goes on where it stopped:
+// the same SSRC (kept for the whole session, as "Voice" says), the next
+// sequence number, the timestamp advanced by the time away, and still
+// muted if it was. A new SSRC, or sequence numbers starting over, would be
+// refused under the other side's unchanged key (the server pins one SSRC
+// per key and counts them `bad_rtp`; so would srtp.js). That position is
+// kept in memory, and in this tab's sessionStorage on pagehide, so a
+// reload in the same tab goes on too.
 import { createSrtp } from './srtp.js';
 
 const RATE = 48000;
@@ -89,6 +101,29 @@ function rtpPayload(rtp) {
 
 const random32 = () => crypto.getRandomValues(new Uint32Array(1))[0];
 
+// Where our stream stood when the last call stopped or the page went away:
+// { session, ssrc, seq, ts, at (Date.now()), muted }.
+const CARRY_KEY = 'earshot.voice.carry';
+let carried = null;
+
+function storedCarry() {
+  try {
+    return JSON.parse(sessionStorage.getItem(CARRY_KEY) || 'null');
+  } catch {
+    return null;
+  }
+}
+
+window.addEventListener('pagehide', () => {
+  const c = VoiceCall.current;
+  if (!c || c.closed || !c.session) return;
+  try {
+    sessionStorage.setItem(CARRY_KEY, JSON.stringify(c.position()));
+  } catch {
+    // no storage: after a reload the stream starts afresh
+  }
+});
+
 export class VoiceCall extends EventTarget {
   // The call in progress, or the last one (diagnostics and tests).
   static current = null;
@@ -118,7 +153,17 @@ export class VoiceCall extends EventTarget {
 
   // Start both directions with session_start's srtp_profile, tx_key and
   // rx_key. Hearing starts even when the microphone cannot be opened.
-  async start({ srtp_profile: profile, tx_key: txKey, rx_key: rxKey }) {
+  // With `resumed`, the stream of the same session goes on (see the top).
+  async start({ srtp_profile: profile, tx_key: txKey, rx_key: rxKey, session_id: session,
+    resumed }) {
+    this.session = session;
+    const was = resumed && [carried, storedCarry()].find((c) => c?.session === session);
+    if (was) {
+      this.ssrc = was.ssrc;
+      this.seq = was.seq;
+      this.tsBase = (was.ts + Math.round(Math.max(0, Date.now() - was.at) * RATE / 1000)) >>> 0;
+      this.muted = Boolean(was.muted);   // the server still has us muted
+    }
     const ac = unlockVoice();
     worklet ??= ac.audioWorklet.addModule('/static/voice-worklet.js');
     [this.tx, this.rx] = await Promise.all([createSrtp(profile, txKey, 'tx'),
@@ -271,6 +316,12 @@ export class VoiceCall extends EventTarget {
     this.player.port.postMessage(pcm, [pcm.buffer]);
   }
 
+  // Where the stream stands now, for a call that goes on after a resume.
+  position() {
+    return { session: this.session, ssrc: this.ssrc, seq: this.seq,
+      ts: (this.tsBase + this.frames * FRAME) >>> 0, at: Date.now(), muted: this.muted };
+  }
+
   fail(err) {
     if (this.closed) return;
     console.warn('earshot voice:', err);
@@ -279,6 +330,7 @@ export class VoiceCall extends EventTarget {
 
   stop() {
     if (this.closed) return;
+    if (this.session) carried = this.position();
     this.closed = true;
     this.socket.removeEventListener('binary', this.onBinary);
     this.closeMicrophone();
