@@ -45,6 +45,7 @@ struct esc_ctx {
 	struct list conns;
 	int insecure;
 	size_t binary_queue;
+	struct proto_ratings *ratings;  /* where a `ratings` reply's lists go */
 };
 
 /* Unlink and free the oldest binary frame in the queue. */
@@ -128,7 +129,7 @@ static void on_receive(struct esc_conn *c, const void *in, size_t len)
 	if (!m)
 		return;
 	struct proto_err err;
-	if (proto_decode(c->rx, c->rxlen, m, &err) != PROTO_OK)
+	if (proto_decode_with(c->rx, c->rxlen, m, c->x->ratings, &err) != PROTO_OK)
 		m->type = PT_NONE;   /* still handed over, with the raw frame */
 	if (!c->orphan && c->h.message)
 		c->h.message(c, m, c->rx, c->rxlen, c->ud);
@@ -218,6 +219,12 @@ struct esc_ctx *esc_ctx_new(struct ev_loop *loop, const struct esc_options *opt,
 	}
 	x->loop = loop;
 	list_init(&x->conns);
+	x->ratings = malloc(sizeof *x->ratings);
+	if (!x->ratings) {
+		snprintf(err, errlen, "out of memory");
+		free(x);
+		return NULL;
+	}
 	void *foreign[] = { loop };
 	struct lws_context_creation_info info;
 	memset(&info, 0, sizeof info);
@@ -230,6 +237,7 @@ struct esc_ctx *esc_ctx_new(struct ev_loop *loop, const struct esc_options *opt,
 	x->ctx = lws_create_context(&info);
 	if (!x->ctx) {
 		snprintf(err, errlen, "cannot create the WebSocket client context");
+		free(x->ratings);
 		free(x);
 		return NULL;
 	}
@@ -255,6 +263,7 @@ void esc_ctx_free(struct esc_ctx *x)
 	lws_context_destroy(x->ctx);
 	list_for_each_safe(it, tmp, &x->conns)
 		conn_release(list_entry(it, struct esc_conn, link));
+	free(x->ratings);
 	free(x);
 }
 

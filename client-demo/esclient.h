@@ -25,7 +25,8 @@ struct esc_conn;
 struct esc_handlers {
 	/* The WebSocket is open (the caller typically sends hello now). */
 	void (*open)(struct esc_conn *c, void *ud);
-	/* One message from the server. `raw` is the frame as received. */
+	/* One message from the server. `raw` is the frame as received. `m`,
+	 * and a `ratings` reply's lists behind it, live for the call. */
 	void (*message)(struct esc_conn *c, const struct proto_msg *m,
 	                const char *raw, size_t rawlen, void *ud);
 	/* One binary (media) frame; `buf` lives for the call. May be NULL. */

@@ -896,15 +896,31 @@ static enum proto_status decode_object(json_t *root, struct proto_msg *out,
 			return PROTO_ERR;
 		return crises_decode(root, &out->stats, err);
 	}
-	if (t == PT_RATINGS)
-		return ratings_decode(root, &out->ratings, err);
+	if (t == PT_RATINGS) {
+		/* No storage from the caller: checked all the same, then dropped. */
+		struct proto_ratings *r = out->ratings ? out->ratings : malloc(sizeof *r);
+		if (r == NULL)
+			return fail(err, "too_large", "no memory for the ratings");
+		memset(r, 0, sizeof *r);
+		enum proto_status st = ratings_decode(root, r, err);
+		if (r != out->ratings)
+			free(r);
+		return st;
+	}
 	return PROTO_OK;
 }
 
 enum proto_status proto_decode(const char *buf, size_t len,
                                struct proto_msg *out, struct proto_err *err)
 {
+	return proto_decode_with(buf, len, out, NULL, err);
+}
+
+enum proto_status proto_decode_with(const char *buf, size_t len, struct proto_msg *out,
+                                    struct proto_ratings *ratings, struct proto_err *err)
+{
 	memset(out, 0, sizeof *out);
+	out->ratings = ratings;
 	err->code = NULL;
 	err->reason[0] = '\0';
 	json_error_t je;
@@ -1003,8 +1019,8 @@ static int encode_fields(const struct proto_msg *m, json_t *root)
 				return -1;
 		return nodes_encode(&m->stats, root) == 0 ? crises_encode(&m->stats, root) : -1;
 	}
-	if (m->type == PT_RATINGS)
-		return ratings_encode(&m->ratings, root);
+	if (m->type == PT_RATINGS && m->ratings)
+		return ratings_encode(m->ratings, root);
 	return 0;
 }
 

@@ -175,7 +175,11 @@ struct proto_msg {
 	char session_id[PROTO_ID_MAX + 1];   /* session_start, session_end */
 	char referral[PROTO_REFERRAL_MAX + 1]; /* session_end, crisis (client) */
 	struct proto_stats stats;            /* stats */
-	struct proto_ratings ratings;        /* ratings (S->C) */
+	/* ratings (S->C): where its lists are, out of line so that every
+	 * other message stays small. Encoding: NULL is the request. Decoding:
+	 * the storage given to proto_decode_with (NULL: the lists are checked
+	 * and dropped). */
+	struct proto_ratings *ratings;
 	/* session_start of a voice session: SRTP profile and this party's keys
 	 * (base64 of master key || salt); "" in text sessions. */
 	char srtp_profile[24];
@@ -208,6 +212,10 @@ struct proto_err {
  * `len`; safe on arbitrary bytes. */
 enum proto_status proto_decode(const char *buf, size_t len,
                                struct proto_msg *out, struct proto_err *err);
+/* The same, with a `ratings` reply's lists decoded into `ratings` (which
+ * out->ratings then points to). */
+enum proto_status proto_decode_with(const char *buf, size_t len, struct proto_msg *out,
+                                    struct proto_ratings *ratings, struct proto_err *err);
 
 /* Encode `m` as one JSON object into `buf` (capacity `cap`). Returns the
  * number of bytes written (no NUL is counted; one is written if it fits),

@@ -187,19 +187,6 @@ static void on_ratings(struct conn *c, const struct proto_msg *m)
 	st->ops->ratings(st, c->id, c->role == ROLE_COUNSELOR ? c->ident.sub : NULL);
 }
 
-static void feedback_send(struct conn *c, const struct proto_ratings *r)
-{
-	struct proto_msg *m = malloc(sizeof *m);   /* ~44 KB: not on the stack */
-	if (!m) {
-		hub_error(c, "server_busy", "feedback cannot be sent right now", PT_RATINGS);
-		return;
-	}
-	memset(m, 0, sizeof *m);
-	m->type = PT_RATINGS;
-	m->ratings = *r;
-	hub_send(c, m);
-	free(m);
-}
 
 /* ---- the store's events ---- */
 
@@ -308,8 +295,9 @@ static void on_store_event(void *ctx, const struct store_event *e)
 	case SE_STATS:
 		return;   /* no conn: hub_stats_changed above */
 	case SE_RATINGS:
-		feedback_send(c, e->ratings);
-		return;
+		m.type = PT_RATINGS;
+		m.ratings = e->ratings;
+		break;
 	case SE_OFFER:
 		m.type = PT_OFFER;
 		m.offer_id = e->offer_id;

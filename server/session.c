@@ -142,6 +142,40 @@ static int side_of(const struct session *s, const struct conn *c)
 	return c == s->counselor;
 }
 
+/* `crisis` to `side`: who flagged it, and the person gets the referral. */
+static void send_crisis(struct session *s, int side)
+{
+	struct proto_msg m = { .type = PT_CRISIS };
+	snprintf(m.who, sizeof m.who, "%s", s->crisis_by == side ? "you" : "peer");
+	if (!side)
+		config_referral_for(&s->hub->cfg, s->topic, m.referral, sizeof m.referral);
+	hub_send(side ? s->counselor : s->client, &m);
+}
+
+/* `session_start` to `side`: the session as it is now, with that party's
+ * SRTP keys (NULL: none); `resumed`, with what it needs to carry on. */
+static void send_start(struct session *s, int side, const struct relay_keys *keys, int resumed)
+{
+	struct hub *h = s->hub;
+	struct proto_msg m = { .type = PT_SESSION_START, .mode = s->mode,
+	                       .slot_s = (uint32_t)h->cfg.slot_length,
+	                       .remaining_s = to_peer_s(h, slot_remaining(&s->slot, hub_now_ms())),
+	                       .resumed = resumed, .last_id = s->last_id[side],
+	                       .acked = s->acked[side] };
+	snprintf(m.session_id, sizeof m.session_id, "%s", s->id);
+	snprintf(m.topic, sizeof m.topic, "%s", s->topic);
+	snprintf(m.name, sizeof m.name, "%s", (side ? s->client : s->counselor)->ident.name);
+	if (keys) {
+		snprintf(m.srtp_profile, sizeof m.srtp_profile, "%s",
+		         media_profile_name(s->relay.profile));
+		memcpy(m.tx_key, keys->tx, sizeof m.tx_key);
+		memcpy(m.rx_key, keys->rx, sizeof m.rx_key);
+	}
+	hub_send(side ? s->counselor : s->client, &m);
+	memset(m.tx_key, 0, sizeof m.tx_key);
+	memset(m.rx_key, 0, sizeof m.rx_key);
+}
+
 void session_start(struct hub *h, struct conn *client, struct conn *counselor,
                    const char *topic, enum proto_mode mode)
 {
@@ -174,22 +208,8 @@ void session_start(struct hub *h, struct conn *client, struct conn *counselor,
 	struct relay_keys keys[2];
 	if (s->mode == MODE_VOICE)
 		start_voice(s, keys);
-	struct proto_msg m = { .type = PT_SESSION_START, .mode = s->mode,
-	                       .slot_s = (uint32_t)h->cfg.slot_length,
-	                       .remaining_s = (uint32_t)h->cfg.slot_length };
-	snprintf(m.session_id, sizeof m.session_id, "%s", s->id);
-	snprintf(m.topic, sizeof m.topic, "%s", s->topic);
-	for (int side = 0; side < 2; side++) {
-		struct conn *to = side ? counselor : client;
-		snprintf(m.name, sizeof m.name, "%s", (side ? client : counselor)->ident.name);
-		if (s->voice) {
-			snprintf(m.srtp_profile, sizeof m.srtp_profile, "%s",
-			         media_profile_name(s->relay.profile));
-			memcpy(m.tx_key, keys[side].tx, sizeof m.tx_key);
-			memcpy(m.rx_key, keys[side].rx, sizeof m.rx_key);
-		}
-		hub_send(to, &m);
-	}
+	for (int side = 0; side < 2; side++)
+		send_start(s, side, s->voice ? &keys[side] : NULL, 0);
 	memset(keys, 0, sizeof keys);
 	log_info("session %s started: client %u, counselor %u, %s", s->id, client->id,
 	         counselor->id, proto_mode_name(s->mode));
@@ -213,35 +233,14 @@ void session_resume(struct session *s, struct conn *c)
 	struct hub *h = s->hub;
 	int side = side_of(s, c);
 	struct conn *peer = peer_of(s, c);
-	struct proto_msg m = { .type = PT_SESSION_START, .mode = s->mode,
-	                       .slot_s = (uint32_t)h->cfg.slot_length,
-	                       .remaining_s = to_peer_s(h, slot_remaining(&s->slot, hub_now_ms())),
-	                       .resumed = 1, .last_id = s->last_id[side],
-	                       .acked = s->acked[side] };
-	snprintf(m.session_id, sizeof m.session_id, "%s", s->id);
-	snprintf(m.topic, sizeof m.topic, "%s", s->topic);
-	snprintf(m.name, sizeof m.name, "%s", peer->ident.name);
 	struct relay_keys keys;
-	if (s->voice) {
-		if (relay_rekey(&s->relay, side, hub_now_ms(), &keys) == 0) {
-			snprintf(m.srtp_profile, sizeof m.srtp_profile, "%s",
-			         media_profile_name(s->relay.profile));
-			memcpy(m.tx_key, keys.tx, sizeof m.tx_key);
-			memcpy(m.rx_key, keys.rx, sizeof m.rx_key);
-		} else {
-			log_error("session %s: no fresh SRTP keys; the voice leg stays down", s->id);
-		}
-	}
-	hub_send(c, &m);
+	int fresh = s->voice && relay_rekey(&s->relay, side, hub_now_ms(), &keys) == 0;
+	if (s->voice && !fresh)
+		log_error("session %s: no fresh SRTP keys; the voice leg stays down", s->id);
+	send_start(s, side, fresh ? &keys : NULL, 1);
 	memset(&keys, 0, sizeof keys);
-	memset(m.tx_key, 0, sizeof m.tx_key);
-	memset(m.rx_key, 0, sizeof m.rx_key);
 	if (s->crisis_at) {
-		struct proto_msg cr = { .type = PT_CRISIS };
-		snprintf(cr.who, sizeof cr.who, "%s", s->crisis_by == side ? "you" : "peer");
-		if (!side)
-			config_referral_for(&h->cfg, s->topic, cr.referral, sizeof cr.referral);
-		hub_send(c, &cr);
+		send_crisis(s, side);
 	} else if (s->slot.phase == SLOT_GOODBYE) {
 		int64_t left = s->slot.grace_end - hub_now_ms();
 		struct proto_msg over = { .type = PT_SLOT_OVER,
@@ -350,16 +349,8 @@ static void flag_crisis(struct session *s, struct conn *by)
 	slot_hold(&s->slot);
 	ev_timer_stop(h->loop, &s->timer);
 	h->metrics.crises_flagged++;
-	struct proto_msg m = { .type = PT_CRISIS };
-	for (int side = 0; side < 2; side++) {
-		struct conn *to = side ? s->counselor : s->client;
-		snprintf(m.who, sizeof m.who, "%s", to == by ? "you" : "peer");
-		if (!side)
-			config_referral_for(&h->cfg, s->topic, m.referral, sizeof m.referral);
-		else
-			m.referral[0] = '\0';
-		hub_send(to, &m);
-	}
+	for (int side = 0; side < 2; side++)
+		send_crisis(s, side);
 	log_warn("session %s flagged in crisis by the %s (counselor %s)", s->id,
 	         by == s->client ? "client" : "counselor", s->counselor->ident.sub);
 	hub_stats_changed(h);

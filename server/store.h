@@ -78,7 +78,7 @@ struct store_event {
 	uint32_t position, wait_s, online;
 	/* SE_RATINGS: the store's, valid during the callback only (too big
 	 * to be copied with every event). */
-	const struct proto_ratings *ratings;
+	struct proto_ratings *ratings;
 };
 
 typedef void (*store_emit_fn)(void *ctx, const struct store_event *e);

@@ -230,7 +230,7 @@ static void settle(struct store_mem *s)
 	while (s->next < s->npending) {
 		struct store_event ev = s->pending[s->next++];
 		s->emit(s->ctx, &ev);
-		free((struct proto_ratings *)ev.ratings);   /* SE_RATINGS' own */
+		free(ev.ratings);   /* SE_RATINGS' own */
 	}
 	s->npending = s->next = 0;
 	s->delivering = 0;

@@ -22,8 +22,15 @@
 
 struct node {
 	struct node *next;
-	struct proto_msg m;
+	struct proto_msg m;            /* a `ratings` reply's lists: its own copy */
 };
+
+static void node_free(struct node *n)
+{
+	if (n && n->m.type == PT_RATINGS)
+		free(n->m.ratings);
+	free(n);
+}
 
 /* Binary frames wait in a small ring; the oldest are overwritten. */
 #define H_BIN_SLOTS 512
@@ -415,6 +422,12 @@ static void on_message(struct esc_conn *c, const struct proto_msg *m, const char
 		abort();
 	n->next = NULL;
 	n->m = *m;
+	if (m->type == PT_RATINGS) {
+		n->m.ratings = malloc(sizeof *n->m.ratings);
+		if (!n->m.ratings)
+			abort();
+		*n->m.ratings = *m->ratings;
+	}
 	if (p->tail)
 		p->tail->next = n;
 	else
@@ -507,10 +520,10 @@ static void drop_inbox(struct h_peer *p)
 	while (p->head) {
 		struct node *n = p->head;
 		p->head = n->next;
-		free(n);
+		node_free(n);
 	}
 	p->tail = NULL;
-	free(p->current);
+	node_free(p->current);
 	p->current = NULL;
 }
 
@@ -576,11 +589,11 @@ static const struct proto_msg *take(struct h_peer *p, enum proto_type type)
 		if (!p->head)
 			p->tail = NULL;
 		if (type == PT_NONE || n->m.type == type) {
-			free(p->current);
+			node_free(p->current);
 			p->current = n;
 			return &n->m;
 		}
-		free(n);
+		node_free(n);
 	}
 	return NULL;
 }

@@ -75,7 +75,7 @@ static void rated_session(struct h_peer *k, struct h_peer *c, const char *topic,
 static const struct proto_ratings *ask(struct h_peer *p)
 {
 	h_send_json(p, "{\"type\":\"ratings\"}");
-	return &expect(p, PT_RATINGS)->ratings;
+	return expect(p, PT_RATINGS)->ratings;
 }
 
 static void expect_entry(const struct proto_rating *e, const char *name, uint32_t count,

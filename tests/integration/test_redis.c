@@ -446,7 +446,7 @@ static void test_preferences_across_nodes(void **state)
 static const struct proto_ratings *ask_ratings(struct h_peer *p)
 {
 	assert_int_equal(h_send_json(p, "{\"type\":\"ratings\"}"), 0);
-	return &expect(p, PT_RATINGS)->ratings;
+	return expect(p, PT_RATINGS)->ratings;
 }
 
 /* kim, on node A, talks with a person on A about grief, then with one on
