@@ -25,7 +25,7 @@ CMOCKA  := $(shell pkg-config --libs cmocka 2>/dev/null)
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
 # Pure logic: no sockets, no clocks. Unit tests link against this.
-CORE_SRC := proto/proto.c proto/rtp.c proto/media.c server/log.c server/config.c server/auth.c \
+CORE_SRC := proto/proto.c proto/rtp.c proto/media.c proto/media_crypto.c server/log.c server/config.c server/auth.c \
             server/matcher.c server/slot.c server/metrics.c server/quality.c server/ratings.c
 # I/O: the loop glue, the transport and the hub that wires everything.
 SERVER_SRC := server/ws.c server/relay.c server/web.c server/resume.c server/store_mem.c server/store_redis.c \
@@ -150,10 +150,10 @@ $(B)/fuzz/replay_proto: tests/fuzz/fuzz_proto.c tests/fuzz/replay.c $(B)/libcore
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ tests/fuzz/fuzz_proto.c tests/fuzz/replay.c $(B)/libcore.a $(LDLIBS)
 
-$(B)/fuzz/fuzz_media: tests/fuzz/fuzz_media.c proto/rtp.c proto/media.c proto/rtp.h proto/media.h
+$(B)/fuzz/fuzz_media: tests/fuzz/fuzz_media.c proto/rtp.c proto/media.c proto/media_crypto.c proto/rtp.h proto/media.h
 	@mkdir -p $(dir $@)
 	clang -g -O1 -std=c11 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined \
-	    -o $@ tests/fuzz/fuzz_media.c proto/rtp.c proto/media.c \
+	    -o $@ tests/fuzz/fuzz_media.c proto/rtp.c proto/media.c proto/media_crypto.c \
 	    $(shell pkg-config --cflags --libs libsrtp2 opus openssl)
 $(B)/fuzz/replay_media: tests/fuzz/fuzz_media.c tests/fuzz/replay.c $(B)/libcore.a
 	@mkdir -p $(dir $@)

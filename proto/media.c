@@ -1,5 +1,6 @@
 /* media.c - the SRTP layer shared by server and clients (see media.h). */
 #include "media.h"
+#include "media_crypto.h"
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -44,7 +45,7 @@ int media_global_init(void)
 	static int done;
 	if (done)
 		return 0;
-	if (srtp_init() != srtp_err_status_ok)
+	if (srtp_init() != srtp_err_status_ok || media_crypto_install() != 0)
 		return -1;
 	done = 1;
 	return 0;
