@@ -45,7 +45,7 @@ struct ws_conn {
 	size_t mhead, mcount, mcap;
 	size_t max_queue;               /* text bytes queued before closing */
 	int trusted;                    /* a node link: no message rate */
-	char *rx;                       /* message being assembled */
+	char *rx;                       /* a message arriving in pieces; else NULL */
 	size_t rxlen, rxtotal;
 	int rx_discard;
 	double tokens, refill_at;       /* rate limit bucket */
@@ -66,6 +66,10 @@ struct ws_server {
 	struct ws_handlers h;
 	struct list conns;
 	size_t nconns;
+	/* Every whole message is handed over from here (handlers may modify
+	 * a binary frame in place; SRTP grows it by its tag): one buffer for
+	 * all connections instead of one each (max_message + room). */
+	char *msgbuf;
 	int draining;
 	ev_timer sweep;
 };
@@ -90,6 +94,31 @@ static void queue_free(struct ws_conn *c)
 }
 
 #define MSLOT (LWS_PRE + WS_MEDIA_MAX)
+
+/* Write a frame at once instead of queueing it for the next WRITEABLE,
+ * when nothing is waiting ahead of it (text before audio, a ping, a
+ * close). Per relayed packet this saves asking for POLLOUT, the event
+ * loop's wake-up for it and the poll() of lws_send_pipe_choked: a third
+ * of the system calls. A socket that cannot take the frame is no risk:
+ * lws keeps the unsent part (at most this one frame, as nothing is written
+ * while lws_partial_buffered) and asks for WRITEABLE itself. `p` has
+ * LWS_PRE bytes of headroom. 1 when written (or the connection broke and
+ * is now closing), 0 when the caller must queue it. */
+static int write_now(struct ws_conn *c, unsigned char *p, size_t len,
+                     enum lws_write_protocol type)
+{
+	if (c->closing || c->want_ping || c->qhead || c->mcount || lws_partial_buffered(c->wsi))
+		return 0;
+	if (lws_write(c->wsi, p, len, type) < 0) {
+		/* Not inside this connection's callback: it cannot be closed
+		 * from here. WRITEABLE sees `closing` and ends it. */
+		c->closing = 1;
+		c->close_code = 0;
+		c->closing_since = now_s(c->srv);
+		lws_callback_on_writable(c->wsi);
+	}
+	return 1;
+}
 
 int ws_send_media(struct ws_conn *c, const uint8_t *buf, size_t len)
 {
@@ -116,6 +145,8 @@ int ws_send_media(struct ws_conn *c, const uint8_t *buf, size_t len)
 	size_t slot = (c->mhead + c->mcount) % n;
 	memcpy(c->mring + slot * MSLOT + LWS_PRE, buf, len);
 	c->mlen[slot] = (uint16_t)len;
+	if (!c->mcount && write_now(c, c->mring + slot * MSLOT + LWS_PRE, len, LWS_WRITE_BINARY))
+		return dropped;
 	c->mcount++;
 	lws_callback_on_writable(c->wsi);
 	return dropped;
@@ -138,6 +169,10 @@ int ws_send(struct ws_conn *c, const char *buf, size_t len)
 	m->next = NULL;
 	m->len = len;
 	memcpy(m->data + LWS_PRE, buf, len);
+	if (!c->qhead && write_now(c, m->data + LWS_PRE, len, LWS_WRITE_TEXT)) {
+		free(m);
+		return 0;
+	}
 	if (c->qtail)
 		c->qtail->next = m;
 	else
@@ -213,41 +248,68 @@ static void refuse(struct ws_conn *c, enum ws_refusal why)
 	c->srv->h.refused(c->user, why);
 }
 
+static void rx_drop(struct ws_conn *c)
+{
+	free(c->rx);
+	c->rx = NULL;
+	c->rxlen = 0;
+}
+
+/* lws hands a frame over in pieces of at most rx_buffer_size. A message
+ * that comes whole (all of media, most text) is copied once into the
+ * server's buffer; only one in pieces gets a buffer of its own, for as
+ * long as it takes to arrive: an idle connection holds none. */
 static void on_receive(struct ws_conn *c, const void *in, size_t len)
 {
 	struct ws_server *s = c->srv;
 	struct lws *wsi = c->wsi;
+	size_t max = s->cfg.max_message;
 	c->last_rx = now_s(s);
 	if (c->closing)
 		return;
 	if (lws_is_first_fragment(wsi)) {
-		c->rxlen = c->rxtotal = 0;
+		rx_drop(c);
+		c->rxtotal = 0;
 		c->rx_discard = 0;
 	}
 	c->rxtotal += len;
-	if (c->rxtotal > s->cfg.max_message * WS_OVERSIZE_CLOSE_FACTOR) {
+	if (c->rxtotal > max * WS_OVERSIZE_CLOSE_FACTOR) {
+		rx_drop(c);
 		ws_close(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large");
 		return;
 	}
-	if (!c->rx_discard && c->rxlen + len > s->cfg.max_message)
+	int last = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
+	if (!c->rx_discard && c->rxlen + len > max) {
 		c->rx_discard = 1;
-	if (!c->rx_discard) {
+		rx_drop(c);
+	}
+	if (!c->rx_discard && !(last && !c->rx)) {
+		if (!c->rx && !(c->rx = malloc(max))) {
+			ws_close(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+			return;
+		}
 		memcpy(c->rx + c->rxlen, in, len);
 		c->rxlen += len;
 	}
-	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
+	if (!last)
 		return;
+	size_t n = 0;
+	if (!c->rx_discard) {
+		n = c->rx ? c->rxlen : len;
+		memcpy(s->msgbuf, c->rx ? c->rx : in, n);
+		rx_drop(c);
+	}
 	if (lws_frame_is_binary(wsi)) {
 		if (c->rx_discard)
 			s->h.refused(c->user, WS_REFUSED_MEDIA_TOO_LARGE);
 		else
-			s->h.binary(c->user, (uint8_t *)c->rx, c->rxlen);
+			s->h.binary(c->user, (uint8_t *)s->msgbuf, n);
 	} else if (c->rx_discard)
 		refuse(c, WS_REFUSED_TOO_LARGE);
 	else if (!c->trusted && !rate_take(c))
 		refuse(c, WS_REFUSED_RATE);
 	else
-		s->h.text(c->user, c->rx, c->rxlen);
+		s->h.text(c->user, s->msgbuf, n);
 }
 
 /* One lws_write per WRITEABLE: a ping, a queued message, queued audio, or
@@ -255,7 +317,9 @@ static void on_receive(struct ws_conn *c, const void *in, size_t len)
 static int on_writeable(struct ws_conn *c)
 {
 	struct lws *wsi = c->wsi;
-	if (lws_send_pipe_choked(wsi)) {
+	/* lws calls WRITEABLE once the socket took everything it held back;
+	 * check anyway, without lws_send_pipe_choked's poll(). */
+	if (lws_partial_buffered(wsi)) {
 		lws_callback_on_writable(wsi);
 		return 0;
 	}
@@ -282,8 +346,9 @@ static int on_writeable(struct ws_conn *c)
 		if (lws_write(wsi, slot + LWS_PRE, len, LWS_WRITE_BINARY) < 0)
 			return -1;
 	} else if (c->closing) {
-		lws_close_reason(wsi, (enum lws_close_status)c->close_code,
-		                 (unsigned char *)c->close_reason, strlen(c->close_reason));
+		if (c->close_code) /* 0: the socket broke, no close frame */
+			lws_close_reason(wsi, (enum lws_close_status)c->close_code,
+			                 (unsigned char *)c->close_reason, strlen(c->close_reason));
 		return -1;
 	}
 	if (c->qhead || c->mcount || c->closing || c->want_ping)
@@ -296,11 +361,6 @@ static struct ws_conn *conn_new(struct ws_server *s, struct lws *wsi)
 	struct ws_conn *c = calloc(1, sizeof *c);
 	if (!c)
 		return NULL;
-	c->rx = malloc(s->cfg.max_message);
-	if (!c->rx) {
-		free(c);
-		return NULL;
-	}
 	c->srv = s;
 	c->wsi = wsi;
 	c->tokens = s->cfg.burst;
@@ -497,7 +557,10 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static const struct lws_protocols protocols[] = {
 	/* First in the list: a client offering no subprotocol lands here too,
 	 * and so do plain HTTP requests. */
-	{ "earshot.v1", callback, sizeof(struct pss), 4096, 0, NULL, 0 },
+	/* lws keeps rx_buffer_size bytes per connection and hands longer
+	 * frames over in pieces (on_receive joins them): 1 KiB holds any
+	 * audio frame and most text. Sends are not cut up (tx_packet_size). */
+	{ "earshot.v1", callback, sizeof(struct pss), 1024, 0, NULL, 256 * 1024 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
@@ -512,6 +575,12 @@ struct ws_server *ws_server_new(struct ev_loop *loop, const struct ws_config *cf
 	s->loop = loop;
 	s->cfg = *cfg;
 	s->h = *h;
+	s->msgbuf = malloc((cfg->max_message > WS_MEDIA_MAX ? cfg->max_message : WS_MEDIA_MAX) + 64);
+	if (!s->msgbuf) {
+		snprintf(err, errlen, "out of memory");
+		free(s);
+		return NULL;
+	}
 	list_init(&s->conns);
 
 	void *foreign[] = { loop };
@@ -537,6 +606,7 @@ struct ws_server *ws_server_new(struct ev_loop *loop, const struct ws_config *cf
 	if (!s->ctx) {
 		snprintf(err, errlen, "cannot listen on %s:%d (address in use, or bad TLS files?)",
 		         cfg->iface, cfg->port);
+		free(s->msgbuf);
 		free(s);
 		return NULL;
 	}
@@ -562,5 +632,6 @@ void ws_server_free(struct ws_server *s)
 		return;
 	ev_timer_stop(s->loop, &s->sweep);
 	lws_context_destroy(s->ctx);
+	free(s->msgbuf);
 	free(s);
 }
