@@ -25,10 +25,10 @@ CMOCKA  := $(shell pkg-config --libs cmocka 2>/dev/null)
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
 
 # Pure logic: no sockets, no clocks. Unit tests link against this.
-CORE_SRC := proto/proto.c proto/rtp.c proto/media.c proto/media_crypto.c server/log.c server/config.c server/auth.c \
+CORE_SRC := proto/proto.c proto/rtp.c proto/media.c proto/media_crypto.c server/log.c server/config.c server/auth.c server/relay.c \
             server/matcher.c server/slot.c server/metrics.c server/quality.c server/ratings.c
 # I/O: the loop glue, the transport and the hub that wires everything.
-SERVER_SRC := server/ws.c server/relay.c server/web.c server/resume.c server/store_mem.c server/store_redis.c \
+SERVER_SRC := server/ws.c server/web.c server/resume.c server/store_mem.c server/store_redis.c \
               server/pipe.c server/span.c server/stats.c server/hub.c server/session.c server/main.c \
               client-demo/esclient.c
 CLIENT_LIB_SRC := client-demo/esclient.c client-demo/voice.c client-demo/wav.c

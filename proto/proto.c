@@ -544,6 +544,7 @@ static const struct stat_field stat_fields[] = {
 	{ "media", "dropped_not_opus", S_U64, SOFF(media_not_opus) },
 	{ "media", "dropped_too_large", S_U64, SOFF(media_too_large) },
 	{ "media", "dropped_rate", S_U64, SOFF(media_rate) },
+	{ "media", "dropped_stale", S_U64, SOFF(media_stale) },
 	{ "media", "dropped_bad_rtp", S_U64, SOFF(media_bad_rtp) },
 	{ "media", "dropped_no_session", S_U64, SOFF(media_no_session) },
 	{ "media", "dropped_slow_reader", S_U64, SOFF(media_slow_reader) },

@@ -102,7 +102,7 @@ struct proto_stats {
 	/* media packets relayed, and dropped by reason (PROTOCOL.md) */
 	uint64_t media_relayed;
 	uint64_t media_auth, media_replay, media_not_opus, media_too_large,
-	         media_rate, media_bad_rtp, media_no_session, media_slow_reader;
+	         media_rate, media_stale, media_bad_rtp, media_no_session, media_slow_reader;
 	/* Every node of the service (one without Redis); the figures above
 	 * are the whole service's. */
 	uint32_t nnodes;

@@ -129,6 +129,8 @@ static const struct directive {
 	  "largest protected voice packet accepted, in bytes" },
 	{ "media-max-pps", T_INT, FIELD(media_max_pps), 0, 50, 1000, "100", 0,
 	  "voice packets per second one party may send (50 is real time)" },
+	{ "media-stale-ms", T_INT, FIELD(media_stale_ms), 0, 0, 10000, "400", 0,
+	  "voice arriving this much later than its time is dropped (0: never)" },
 	{ "media-queue", T_INT, FIELD(media_queue), 0, 2, 256, "16", 0,
 	  "voice packets queued for a slow receiver before the oldest is dropped" },
 	{ "silence-timeout", T_DURATION, FIELD(silence_timeout), 0, 1, 60, "5s", 0,

@@ -52,6 +52,7 @@ struct config {
 	char srtp_profile[32];    /* "aead_aes_128_gcm" or "aes_cm_128_hmac_sha1_80" */
 	int media_max_packet;     /* 1200 bytes, 200..1500 */
 	int media_max_pps;        /* 100, 50..1000 */
+	int media_stale_ms;       /* 400 ms, 0..10000 (0: never) */
 	int media_queue;          /* 16 packets, 2..256 */
 	int silence_timeout;      /* 5 s, 1..60 */
 	int link_report;          /* 5 s, 1..60 */

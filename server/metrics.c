@@ -20,7 +20,7 @@ _Static_assert(sizeof metrics_error_codes / sizeof metrics_error_codes[0] <= MET
                "struct metrics.errors is too small for the error code table");
 
 const char *const metrics_media_drop_names[MD_COUNT] = {
-	"auth", "replay", "bad_rtp", "not_opus", "too_large", "rate",
+	"auth", "replay", "bad_rtp", "not_opus", "too_large", "rate", "stale",
 	"no_session", "slow_reader",
 };
 

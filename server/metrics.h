@@ -16,7 +16,7 @@ extern const size_t metrics_error_count;
 /* Why a media packet was not relayed; the order of relay.h's drop verdicts,
  * then the two the hub decides. Names as in stats.media.dropped_*. */
 enum metrics_media_drop {
-	MD_AUTH, MD_REPLAY, MD_BAD_RTP, MD_NOT_OPUS, MD_TOO_LARGE, MD_RATE,
+	MD_AUTH, MD_REPLAY, MD_BAD_RTP, MD_NOT_OPUS, MD_TOO_LARGE, MD_RATE, MD_STALE,
 	MD_NO_SESSION, MD_SLOW_READER, MD_COUNT
 };
 extern const char *const metrics_media_drop_names[MD_COUNT];

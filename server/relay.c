@@ -13,7 +13,7 @@ static const char *const verdict_names[RELAY_VERDICTS] = {
 	[RELAY_FORWARD] = "relayed", [RELAY_DROP_AUTH] = "auth",
 	[RELAY_DROP_REPLAY] = "replay", [RELAY_DROP_BAD_RTP] = "bad_rtp",
 	[RELAY_DROP_NOT_OPUS] = "not_opus", [RELAY_DROP_TOO_LARGE] = "too_large",
-	[RELAY_DROP_RATE] = "rate",
+	[RELAY_DROP_RATE] = "rate", [RELAY_DROP_STALE] = "stale",
 };
 
 const char *relay_verdict_name(enum relay_verdict v)
@@ -81,6 +81,7 @@ int relay_rekey(struct relay *r, int side, int64_t now, struct relay_keys *keys)
 	l->out = out;
 	quality_init(&l->q);
 	l->last_ms = now;
+	l->timed = 0; /* a new connection: lateness is measured afresh */
 	return 0;
 }
 
@@ -94,6 +95,45 @@ static int rate_ok(struct relay *r, struct relay_leg *l, int64_t now)
 		return 0;
 	l->tokens -= 1.0;
 	return 1;
+}
+
+/* Overload: when the server (or the sender's path) falls behind, audio
+ * waits in socket buffers, and relaying all of it would keep the talk that
+ * far behind for good. Each packet's lateness is its arrival time minus
+ * its media time (RTP timestamp, 48 kHz), less that of the earliest packet
+ * of the leg; audio later than stale_ms is dropped, so the parties lose a
+ * moment instead of living behind. The reference follows the sender's
+ * clock drift (at most 1 ms a second, where drift is parts per million)
+ * and starts over after a jump in the timestamps (a new stream). The
+ * timestamp is trusted only once the packet is authenticated. */
+#define STALE_WINDOW_MS 1000
+#define STALE_CREEP_MS 1
+#define STALE_RESYNC_MS 10000
+
+static int stale(struct relay *r, struct relay_leg *l, uint32_t ts, int64_t now)
+{
+	if (!l->timed) {
+		l->timed = 1;
+		l->ext_ts = 0;
+		l->ref = now;
+		l->low = 0;
+		l->window_end = now + STALE_WINDOW_MS;
+	} else
+		l->ext_ts += (int32_t)(ts - l->last_ts);
+	l->last_ts = ts;
+	int64_t late = now - l->ext_ts / (RTP_OPUS_CLOCK / 1000) - l->ref;
+	if (late < 0 || late > STALE_RESYNC_MS) {
+		l->ref += late;
+		late = 0;
+	}
+	if (now >= l->window_end) {
+		if (l->low > 0)
+			l->ref += l->low < STALE_CREEP_MS ? l->low : STALE_CREEP_MS;
+		l->low = late;
+		l->window_end = now + STALE_WINDOW_MS;
+	} else if (late < l->low)
+		l->low = late;
+	return r->lim.stale_ms > 0 && late > r->lim.stale_ms;
 }
 
 /* One 20 ms Opus frame's worth at most 120 ms, well formed. */
@@ -129,6 +169,8 @@ enum relay_verdict relay_packet(struct relay *r, int side, uint8_t *buf, size_t 
 	struct rtp_header h;
 	if (rtp_parse(buf, *len, &h) != RTP_OK)
 		return RELAY_DROP_BAD_RTP;
+	if (stale(r, from, h.timestamp, now))
+		return RELAY_DROP_STALE;
 	if (!opus_ok(buf + h.header_len, h.payload_len))
 		return RELAY_DROP_NOT_OPUS;
 	quality_packet(&from->q, h.seq, h.timestamp, (uint32_t)*len, now, RTP_OPUS_CLOCK);

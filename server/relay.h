@@ -25,6 +25,7 @@ enum relay_verdict {
 	RELAY_DROP_NOT_OPUS,
 	RELAY_DROP_TOO_LARGE,
 	RELAY_DROP_RATE,
+	RELAY_DROP_STALE,    /* arrived too late to be worth hearing */
 	RELAY_VERDICTS
 };
 
@@ -33,6 +34,7 @@ struct relay_limits {
 	double max_pps;
 	int64_t silence_ms;
 	int64_t report_ms;
+	int64_t stale_ms;      /* drop audio this much later than its time; 0 never */
 };
 
 struct relay_leg {
@@ -42,6 +44,12 @@ struct relay_leg {
 	double tokens;
 	int64_t refill_at, last_ms;
 	int muted, silent;
+	/* Lateness (relay.c, stale): the sender's RTP clock, extended past
+	 * 32 bits, against ours; `ref` is arrival minus media time of the
+	 * earliest packet, `low` the least lateness seen this window. */
+	int timed;
+	uint32_t last_ts;
+	int64_t ext_ts, ref, low, window_end;
 };
 
 struct relay {

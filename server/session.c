@@ -17,7 +17,8 @@ static void audio_notice(struct session *s, int side, const char *state);
  * most this many per reader (a reader that never acks loses the oldest). */
 #define SESSION_UNACKED_MAX 256
 
-_Static_assert(RELAY_DROP_RATE - RELAY_DROP_AUTH == MD_RATE - MD_AUTH &&
+_Static_assert(RELAY_DROP_STALE - RELAY_DROP_AUTH == MD_STALE - MD_AUTH &&
+               RELAY_VERDICTS - RELAY_DROP_AUTH == MD_NO_SESSION - MD_AUTH &&
                RELAY_DROP_NOT_OPUS - RELAY_DROP_AUTH == MD_NOT_OPUS - MD_AUTH,
                "metrics_media_drop lists the relay's drops in relay_verdict's order");
 _Static_assert(sizeof(((struct proto_msg *)0)->tx_key) == sizeof(((struct relay_keys *)0)->tx),
@@ -89,6 +90,7 @@ static void start_voice(struct session *s, struct relay_keys keys[2])
 		.max_pps = cfg->media_max_pps,
 		.silence_ms = (int64_t)cfg->silence_timeout * 1000,
 		.report_ms = (int64_t)cfg->link_report * 1000,
+		.stale_ms = cfg->media_stale_ms,
 	};
 	enum media_profile p = MEDIA_GCM;
 	media_profile_parse(cfg->srtp_profile, &p);

@@ -167,6 +167,7 @@ void hub_stats_fill(struct hub *h, struct proto_stats *s)
 	s->media_not_opus = sum.dropped[MD_NOT_OPUS];
 	s->media_too_large = sum.dropped[MD_TOO_LARGE];
 	s->media_rate = sum.dropped[MD_RATE];
+	s->media_stale = sum.dropped[MD_STALE];
 	s->media_bad_rtp = sum.dropped[MD_BAD_RTP];
 	s->media_no_session = sum.dropped[MD_NO_SESSION];
 	s->media_slow_reader = sum.dropped[MD_SLOW_READER];

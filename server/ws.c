@@ -38,8 +38,9 @@ struct ws_conn {
 	void *user;
 	struct outmsg *qhead, *qtail;
 	size_t qbytes;
-	/* Audio ring: allocated on the first audio frame, then no allocation
-	 * per packet. Slot i holds LWS_PRE + WS_MEDIA_MAX bytes. */
+	/* Audio ring: allocated when audio first has to wait (a reader
+	 * slower than its sender), then no allocation per packet. Slot i
+	 * holds LWS_PRE + WS_MEDIA_MAX bytes. */
 	uint8_t *mring;
 	uint16_t *mlen;
 	size_t mhead, mcount, mcap;
@@ -70,6 +71,8 @@ struct ws_server {
 	 * a binary frame in place; SRTP grows it by its tag): one buffer for
 	 * all connections instead of one each (max_message + room). */
 	char *msgbuf;
+	/* An audio frame written at once is built here (LWS_PRE + frame). */
+	unsigned char txbuf[LWS_PRE + WS_MEDIA_MAX];
 	int draining;
 	ev_timer sweep;
 };
@@ -136,6 +139,12 @@ int ws_send_media(struct ws_conn *c, const uint8_t *buf, size_t len)
 			return -1;
 		}
 	}
+	if (!c->mcount) {
+		unsigned char *p = c->srv->txbuf + LWS_PRE;
+		memcpy(p, buf, len);
+		if (write_now(c, p, len, LWS_WRITE_BINARY))
+			return 0;
+	}
 	int dropped = 0;
 	if (c->mcount == n) {
 		c->mhead = (c->mhead + 1) % n;
@@ -145,8 +154,6 @@ int ws_send_media(struct ws_conn *c, const uint8_t *buf, size_t len)
 	size_t slot = (c->mhead + c->mcount) % n;
 	memcpy(c->mring + slot * MSLOT + LWS_PRE, buf, len);
 	c->mlen[slot] = (uint16_t)len;
-	if (!c->mcount && write_now(c, c->mring + slot * MSLOT + LWS_PRE, len, LWS_WRITE_BINARY))
-		return dropped;
 	c->mcount++;
 	lws_callback_on_writable(c->wsi);
 	return dropped;

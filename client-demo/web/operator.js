@@ -21,6 +21,7 @@ const DROP_REASONS = [
   ['not_opus', 'Not Opus'],
   ['too_large', 'Too large'],
   ['rate', 'Over the rate limit'],
+  ['stale', 'Too late (overload)'],
   ['no_session', 'Outside a voice session'],
   ['slow_reader', 'Slow receiver'],
 ];

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 #include "../../proto/media.h"
@@ -32,6 +33,8 @@ struct party {
 	uint8_t txkey[MEDIA_KEY_MAX];
 	uint16_t seq;
 	uint32_t ts, ssrc;
+	uint32_t clock;                /* the capture clock at the last packet */
+	int clocked;
 };
 
 static struct party cl, co;
@@ -67,9 +70,25 @@ static void keys_from(struct party *x, const struct proto_msg *ss)
 
 /* Build the next packet of `x` with `payload` into `buf`, protected with
  * `ctx`; returns its length. */
+/* A real sender's timestamps follow its capture clock: a pause between
+ * packets moves them on (the relay drops audio far behind its time), and
+ * each packet moves them a frame at least (a burst sent at once runs
+ * ahead). */
+static void clock_follow(struct party *x)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	uint32_t now = (uint32_t)((int64_t)t.tv_sec * 48000 + t.tv_nsec / 1000000 * 48);
+	if (x->clocked && (int32_t)(now - x->clock) > 0)
+		x->ts += now - x->clock;
+	x->clock = now;
+	x->clocked = 1;
+}
+
 static size_t packet(struct party *x, struct media_ctx *ctx, uint8_t pt, const uint8_t *payload,
                      size_t plen, uint8_t *buf)
 {
+	clock_follow(x);
 	size_t n = rtp_write(buf, 64, pt, 0, x->seq++, x->ts, x->ssrc);
 	x->ts += RTP_FRAME_TICKS;
 	memcpy(buf + n, payload, plen);

@@ -212,7 +212,7 @@ static void test_table_names_unique_and_complete(void **state)
 		"max-missed-offers", "wrapup", "max-message-bytes", "max-text-bytes",
 		"msg-rate", "msg-burst", "max-queue", "auth-timeout", "shutdown-grace",
 		"time-scale", "log-level", "referral", "srtp-profile", "media-max-packet",
-		"media-max-pps", "media-queue", "silence-timeout", "link-report", "web-root",
+		"media-max-pps", "media-stale-ms", "media-queue", "silence-timeout", "link-report", "web-root",
 		"redis", "node-id", "presence-ttl", "advertise-url", "topic-wait",
 		"previous-wait", "continuity-days", "crisis-question", "crisis-wrapup",
 		"shift-sessions", "shift-hours", "topic-referral", "resume-grace",

@@ -276,7 +276,7 @@ static void test_encode_exact(void **state)
 		  "\"sessions\":3,\"served\":17,\"abandoned\":2,\"connections\":9,"
 		  "\"ratings\":{\"count\":12,\"mean\":4.4000000000000004},\"uptime_s\":3600,"
 		  "\"media\":{\"relayed\":9000,\"dropped_auth\":1,\"dropped_replay\":2,"
-		  "\"dropped_not_opus\":3,\"dropped_too_large\":4,\"dropped_rate\":5,"
+		  "\"dropped_not_opus\":3,\"dropped_too_large\":4,\"dropped_rate\":5,\"dropped_stale\":9,"
 		  "\"dropped_bad_rtp\":6,\"dropped_no_session\":7,\"dropped_slow_reader\":8},"
 		  "\"nodes\":[{\"node\":\"eu-1.a\",\"sessions\":2,\"connections\":5,\"relayed\":6000,"
 		  "\"dropped\":30,\"uptime_s\":3600},{\"node\":\"eu-1.b\",\"sessions\":1,"
