@@ -183,7 +183,7 @@ static void sample(enum proto_type t, int variant, struct proto_msg *m)
 	case PT_STATS:
 		m->stats = (struct proto_stats){ 2, 41, 1, 1, 3, 0, 2, 3, 17, 2, 9,
 		                                 12, variant ? 4.4 : 0.0, 3600,
-		                                 9000, 1, 2, 3, 4, 5, 6, 7, 8, 0, { { "", 0, 0, 0, 0, 0 } },
+		                                 9000, 1, 2, 3, 4, 5, 9, 6, 7, 8, 0, { { "", 0, 0, 0, 0, 0 } },
 		                                 0, { { "", "", 0 } } };
 		if (variant) {
 			m->stats.nnodes = 2;
