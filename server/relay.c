@@ -104,25 +104,34 @@ static int rate_ok(struct relay *r, struct relay_leg *l, int64_t now)
  * of the leg; audio later than stale_ms is dropped, so the parties lose a
  * moment instead of living behind. The reference follows the sender's
  * clock drift (at most 1 ms a second, where drift is parts per million)
- * and starts over after a jump in the timestamps (a new stream). The
- * timestamp is trusted only once the packet is authenticated. */
+ * and starts over after a jump in the timestamps (a new stream) and after
+ * a second with no packet: a page whose microphone went away sends nothing
+ * and its clock stands still meanwhile, so what it says next is new, not
+ * late. (A server that falls a second behind therefore catches up by
+ * dropping only what it reads within the second.) The timestamp is
+ * trusted only once the packet is authenticated. */
 #define STALE_WINDOW_MS 1000
 #define STALE_CREEP_MS 1
 #define STALE_RESYNC_MS 10000
+#define STALE_PAUSE_MS 1000
 
 static int stale(struct relay *r, struct relay_leg *l, uint32_t ts, int64_t now)
 {
+	int paused = 0;
 	if (!l->timed) {
 		l->timed = 1;
 		l->ext_ts = 0;
 		l->ref = now;
 		l->low = 0;
 		l->window_end = now + STALE_WINDOW_MS;
-	} else
+	} else {
 		l->ext_ts += (int32_t)(ts - l->last_ts);
+		paused = now - l->last_at >= STALE_PAUSE_MS;
+	}
 	l->last_ts = ts;
+	l->last_at = now;
 	int64_t late = now - l->ext_ts / (RTP_OPUS_CLOCK / 1000) - l->ref;
-	if (late < 0 || late > STALE_RESYNC_MS) {
+	if (late < 0 || late > STALE_RESYNC_MS || paused) {
 		l->ref += late;
 		late = 0;
 	}

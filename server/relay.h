@@ -46,10 +46,11 @@ struct relay_leg {
 	int muted, silent;
 	/* Lateness (relay.c, stale): the sender's RTP clock, extended past
 	 * 32 bits, against ours; `ref` is arrival minus media time of the
-	 * earliest packet, `low` the least lateness seen this window. */
+	 * earliest packet, `low` the least lateness seen this window,
+	 * `last_at` when the last packet came. */
 	int timed;
 	uint32_t last_ts;
-	int64_t ext_ts, ref, low, window_end;
+	int64_t ext_ts, ref, low, window_end, last_at;
 };
 
 struct relay {

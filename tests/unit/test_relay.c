@@ -157,6 +157,22 @@ static void test_jump_ahead_then_overload(void **state)
 	rig_free(&g);
 }
 
+static void test_sender_pause_is_not_late(void **state)
+{
+	(void)state;
+	struct rig g;
+	rig_init(&g, 400, 0, 0);
+	int64_t t = 0;
+	for (int i = 0; i < 50; i++, t += FRAME_MS)
+		assert_int_equal(send_at(&g, t), RELAY_FORWARD);
+	/* The microphone goes away for 2.5 s: nothing is sent, and the
+	 * page's clock (it counts captured frames) stands still. */
+	t += 2500;
+	for (int i = 0; i < 50; i++, t += FRAME_MS)
+		assert_int_equal(send_at(&g, t), RELAY_FORWARD);
+	rig_free(&g);
+}
+
 static void test_off(void **state)
 {
 	(void)state;
@@ -176,6 +192,7 @@ int main(void)
 		cmocka_unit_test(test_clock_drift_for_a_slot),
 		cmocka_unit_test(test_new_stream_resyncs),
 		cmocka_unit_test(test_jump_ahead_then_overload),
+		cmocka_unit_test(test_sender_pause_is_not_late),
 		cmocka_unit_test(test_off),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
