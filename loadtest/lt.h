@@ -32,6 +32,7 @@ struct media_ctx;
 #define LT_OPUS_FRAMES 50           /* one second, pre-encoded */
 #define LT_OPUS_MAX 256
 #define LT_PIDS_MAX 16              /* --server-pid given at most this often */
+#define LT_URLS_MAX 16              /* --url likewise: the nodes of a cluster */
 #define LT_CPUS_MAX 64
 #define LT_ERROR_CODES 32           /* distinct error codes counted; more go to "other" */
 #define LT_CLIENTS_MAX 20000        /* the client pool's hard bound */
@@ -41,7 +42,9 @@ struct media_ctx;
 enum lt_load { LOAD_HELD, LOAD_ARRIVALS, LOAD_IDLE };
 
 struct options {
-	const char *url, *json, *plot, *secret, *ca, *redis;
+	const char *urls[LT_URLS_MAX];  /* parties go round-robin over them */
+	int nurls;
+	const char *json, *plot, *secret, *ca, *redis;
 	enum lt_load load;
 	enum proto_mode mode;       /* voice or text sessions */
 	int sessions;               /* held: clients kept in the system */
@@ -158,8 +161,11 @@ void probe_proc(pid_t pid, struct proc_sample *s);
 void probe_procs(struct proc_sample *s);
 void probe_host(struct host_sample *h);
 void probe_fetch(struct fetch *f, void (*done)(struct fetch *f));
-/* Ask Redis for INFO stats now; the answer lands in lt.redis_*. */
-void probe_redis_poll(void);
+/* Ask Redis for INFO stats now; the answer lands in lt.redis_* and, when
+ * `row` >= 0, gives that time-series row its commands per second. */
+void probe_redis_poll(int row);
+/* The same, its answer taken as the window's first. */
+void probe_redis_begin(void);
 /* The one CPU `pid` (0: us) may run on, or -1. */
 int probe_pinned_cpu(pid_t pid);
 
@@ -313,10 +319,11 @@ struct lt {
 	socklen_t http_addrlen;
 	char http_req[256];
 	/* Redis INFO: commands per second between the last two answers (-1
-	 * before two), and the first and last answers while measuring */
+	 * before two); the last answer; the window's first and last answers;
+	 * how many INFOs of ours were answered (Redis counts them too) */
 	int redis_up;
 	double redis_cps;
-	uint64_t redis_prev, redis_cmds0, redis_cmds1, redis_infos0, redis_infos1;
+	uint64_t redis_prev, redis_cmds0, redis_cmds1, redis_infos, redis_infos0, redis_infos1;
 	double redis_prev_t, redis_t0, redis_t1;
 	/* the Opus source */
 	uint8_t opus[LT_OPUS_FRAMES][LT_OPUS_MAX];

@@ -412,6 +412,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: earshot-loadtest --url ws[s]://HOST:PORT/ws LOAD [options]\n"
+	        "  --url may be given once per node of a cluster: counselors and clients\n"
+	        "  are spread over the nodes in turn\n"
 	        "LOAD, one of:\n"
 	        "  --sessions N        hold N clients in the system (--voice-sessions N:\n"
 	        "                      the same with --mode voice)\n"
@@ -485,7 +487,7 @@ static int plot_name_ok(const char *path)
 static int args_check(struct options *o, int nloads, int voice_sessions)
 {
 	const char *why = NULL;
-	if (!o->url)
+	if (!o->nurls)
 		why = "--url is required";
 	else if (nloads != 1)
 		why = "give one of --sessions (or --voice-sessions), --arrivals and --idle";
@@ -555,7 +557,13 @@ static int parse_args(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "h", longopts, &li)) != -1) {
 		int bad = 0;
 		switch (ch) {
-		case 'u': o->url = optarg; break;
+		case 'u':
+			if (o->nurls == LT_URLS_MAX) {
+				fprintf(stderr, "earshot-loadtest: at most %d --url\n", LT_URLS_MAX);
+				return -1;
+			}
+			o->urls[o->nurls++] = optarg;
+			break;
 		case 'j': o->json = optarg; break;
 		case 'P': o->plot = optarg; break;
 		case 'k': o->secret = optarg; break;

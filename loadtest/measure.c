@@ -113,7 +113,7 @@ void measure_begin(void)
 	getrusage(RUSAGE_SELF, &lt.r0);
 	measure_queue_drops();
 	lt.c0 = lt.c;
-	lt.redis_t0 = lt.redis_t1 = 0;
+	probe_redis_begin();
 	hist_reset(&lt.h_audio);
 	hist_reset(&lt.h_text);
 	hist_reset(&lt.h_offer);
@@ -138,6 +138,10 @@ void measure_end(void)
 	probe_procs(lt.p1);
 	probe_host(&lt.h1);
 	getrusage(RUSAGE_SELF, &lt.r1);
+	/* Redis: its last answer, at most a second old, is the window's end. */
+	lt.redis_t1 = lt.redis_prev_t;
+	lt.redis_cmds1 = lt.redis_prev;
+	lt.redis_infos1 = lt.redis_infos;
 }
 
 /* ---- one second -------------------------------------------------------------- */
@@ -210,7 +214,7 @@ void measure_tick(void)
 	r.text_p50 = hist_ms(&lt.s_text, 0.50);
 	r.text_p99 = hist_ms(&lt.s_text, 0.99);
 	server_second(&r, dt);
-	r.redis_cps = lt.redis_up ? lt.redis_cps : -1;   /* -1 until two answers */
+	r.redis_cps = -1;           /* Redis answers the poll below */
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	r.gen_cpu_pct = 100.0 * (tv_s(ru.ru_utime) + tv_s(ru.ru_stime) - tv_s(lt.sec_ru.ru_utime) -
@@ -224,5 +228,5 @@ void measure_tick(void)
 	lt.sec_t = now;
 	hist_reset(&lt.s_audio);
 	hist_reset(&lt.s_text);
-	probe_redis_poll();
+	probe_redis_poll(recorded ? lt.nrows - 1 : -1);
 }

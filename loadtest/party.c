@@ -517,7 +517,11 @@ int party_connect(struct party *p)
 		lt.live_clients++;
 	}
 	p->st = P_CONNECTING;
-	p->c = esc_connect(lt.x, lt.o.url, &handlers, p, err, sizeof err);
+	/* Counselors by index and clients by serial, in turn over the nodes:
+	 * on a cluster most offers then cross nodes, as they would. */
+	const char *url = lt.o.urls[(p->counselor ? (uint32_t)p->index : p->serial) %
+	                            (uint32_t)lt.o.nurls];
+	p->c = esc_connect(lt.x, url, &handlers, p, err, sizeof err);
 	if (!p->c) {
 		abort_run("%s: %s", party_name(p, name, sizeof name), err);
 		return -1;

@@ -18,7 +18,8 @@
 
 static redisAsyncContext *redis;
 static int redis_pending, redis_noted;
-static uint64_t redis_infos;    /* INFO commands of ours answered */
+static int redis_mark;          /* the next answer is the window's first */
+static int redis_row = -1;      /* the time-series row the next answer completes */
 
 /* ---- /proc ------------------------------------------------------------------- */
 
@@ -231,7 +232,8 @@ void probe_fetch(struct fetch *f, void (*done)(struct fetch *f))
 }
 
 /* The HTTP side of a ws:// URL: same host and port. A wss:// server
- * answers HTTP only over TLS, which this small client does not speak. */
+ * answers HTTP only over TLS, which this small client does not speak. On a
+ * cluster the first node's /stats has the whole service's counters. */
 static int http_resolve(const char *url)
 {
 	char copy[512], portbuf[16];
@@ -263,7 +265,7 @@ static void redis_connected(const redisAsyncContext *ac, int status)
 		return;
 	}
 	lt.redis_up = 1;
-	probe_redis_poll();
+	probe_redis_poll(-1);
 }
 
 static void redis_disconnected(const redisAsyncContext *ac, int status)
@@ -275,7 +277,8 @@ static void redis_disconnected(const redisAsyncContext *ac, int status)
 	redis_pending = 0;
 }
 
-/* total_commands_processed, less the INFO of ours it counts, per second. */
+/* total_commands_processed, less the INFO of ours it counts, per second
+ * since the answer before: the rate of the second whose tick asked. */
 static void redis_info_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
 	(void)ac;
@@ -288,29 +291,38 @@ static void redis_info_cb(redisAsyncContext *ac, void *reply, void *priv)
 		return;
 	uint64_t v = strtoull(p + strlen("total_commands_processed:"), NULL, 10);
 	double t = mono_s();
-	redis_infos++;
-	if (lt.redis_prev_t > 0 && t > lt.redis_prev_t && v > lt.redis_prev)
+	lt.redis_infos++;
+	if (lt.redis_prev_t > 0 && t > lt.redis_prev_t && v > lt.redis_prev) {
 		lt.redis_cps = (double)(v - lt.redis_prev - 1) / (t - lt.redis_prev_t);
+		if (redis_row >= 0 && redis_row < lt.nrows)
+			lt.rows[redis_row].redis_cps = lt.redis_cps;
+	}
+	redis_row = -1;
 	lt.redis_prev = v;
 	lt.redis_prev_t = t;
-	if (!lt.measuring)
-		return;
-	if (lt.redis_t0 == 0) {
+	if (redis_mark) {
+		redis_mark = 0;
 		lt.redis_t0 = t;
 		lt.redis_cmds0 = v;
-		lt.redis_infos0 = redis_infos;
+		lt.redis_infos0 = lt.redis_infos;
 	}
-	lt.redis_t1 = t;
-	lt.redis_cmds1 = v;
-	lt.redis_infos1 = redis_infos;
 }
 
-void probe_redis_poll(void)
+void probe_redis_poll(int row)
 {
 	if (!redis || !lt.redis_up || redis_pending)
 		return;
-	if (redisAsyncCommand(redis, redis_info_cb, NULL, "INFO stats") == REDIS_OK)
+	if (redisAsyncCommand(redis, redis_info_cb, NULL, "INFO stats") == REDIS_OK) {
 		redis_pending = 1;
+		redis_row = row;
+	}
+}
+
+void probe_redis_begin(void)
+{
+	lt.redis_t0 = 0;
+	redis_mark = 1;
+	probe_redis_poll(-1);
 }
 
 static int redis_open(const char *hostport, char *err, size_t errlen)
@@ -343,7 +355,7 @@ static int redis_open(const char *hostport, char *err, size_t errlen)
 int probe_init(char *err, size_t errlen)
 {
 	lt.redis_cps = -1;
-	if (http_resolve(lt.o.url) == 0)
+	if (http_resolve(lt.o.urls[0]) == 0)
 		lt.http_ok = 1;
 	else
 		note("no server counters: GET /stats is plain HTTP, so it needs a ws:// URL");

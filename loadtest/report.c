@@ -170,6 +170,14 @@ static uint64_t dropped_total(const struct proto_stats *s)
 	return t;
 }
 
+static int tls_used(void)
+{
+	for (int i = 0; i < lt.o.nurls; i++)
+		if (strncmp(lt.o.urls[i], "wss:", 4) == 0)
+			return 1;
+	return 0;
+}
+
 static const char *load_name(void)
 {
 	static const char *const names[] = { "held", "arrivals", "idle" };
@@ -210,8 +218,8 @@ void report_status(const struct row *r, int recorded)
 	if (r->server_cpu_pct >= 0)
 		snprintf(server, sizeof server, "  server %.0f%% %.0f MB", r->server_cpu_pct,
 		         (double)r->server_rss_kb / 1024);
-	if (r->redis_cps >= 0)
-		snprintf(redis, sizeof redis, "  redis %.0f/s", r->redis_cps);
+	if (lt.redis_up && lt.redis_cps >= 0)
+		snprintf(redis, sizeof redis, "  redis %.0f/s", lt.redis_cps);
 	if (lt.o.load == LOAD_IDLE)
 		fprintf(stderr, "\r%-14s connected %d/%d  away %d%s   ", when, r->connected,
 		        lt.ncounselors + lt.nclients, r->away, server);
@@ -243,7 +251,7 @@ static void print_title(void)
 {
 	const struct options *o = &lt.o;
 	const char *mode = proto_mode_name(o->mode);
-	const char *tls = strncmp(o->url, "wss:", 4) == 0 ? "wss" : "ws";
+	const char *tls = tls_used() ? "wss" : "ws";
 	if (o->load == LOAD_IDLE) {
 		printf("\nearshot-loadtest idle: %d connections (%d counselors away, %d clients not "
 		       "queued) over %s, held %.1f s; setup took %.1f s\n", lt.ncounselors + lt.nclients,
@@ -269,7 +277,10 @@ static void print_title(void)
 		printf("; sessions last to the end");
 	if (o->text_rate > 0)
 		printf("; text %.2f/s per party, %d B", o->text_rate, o->text_bytes);
-	printf("; %s\n", tls);
+	printf("; %s", tls);
+	if (o->nurls > 1)
+		printf(", %d nodes", o->nurls);
+	printf("\n");
 }
 
 static void print_voice(void)
@@ -477,13 +488,13 @@ static json_t *server_json(void)
 static json_t *scenario_json(void)
 {
 	const struct options *o = &lt.o;
-	return json_pack("{s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:b}",
+	return json_pack("{s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:b, s:i}",
 	                 "counselors", lt.ncounselors, "client_pool", lt.nclients,
 	                 "arrivals_per_s", o->arrivals, "think_ms_mean", o->think_ms,
 	                 "decline", o->decline, "away_every_s", o->away_every,
 	                 "away_for_s", o->away_for, "session_s", o->session_s,
 	                 "text_rate", o->text_rate, "text_bytes", o->text_bytes,
-	                 "tls", strncmp(o->url, "wss:", 4) == 0);
+	                 "tls", tls_used(), "nodes", o->nurls);
 }
 
 static json_t *flow_json(void)
