@@ -41,6 +41,7 @@ struct lt lt;
 
 static uint64_t rng_state;
 static int counselors_started;
+static double next_arrival;     /* ev_now() time of the next arrival */
 
 /* ---- small helpers ----------------------------------------------------------- */
 
@@ -233,9 +234,13 @@ static void drain_begin(void)
 
 /* ---- the start ---------------------------------------------------------------- */
 
+/* The next arrival on an absolute timeline: a timer that fires a little
+ * late (the loop sleeps in whole milliseconds) must not slow the process. */
 static void schedule_arrival(void)
 {
-	ev_timer_set(&lt.arrival, lt_exp(1.0 / lt.o.arrivals), 0.0);
+	next_arrival += lt_exp(1.0 / lt.o.arrivals);
+	double delay = next_arrival - ev_now(lt.loop);
+	ev_timer_set(&lt.arrival, delay > 0 ? delay : 0.0, 0.0);
 	ev_timer_start(lt.loop, &lt.arrival);
 }
 
@@ -263,8 +268,10 @@ static void window_begin(void)
 	ev_timer_set(&lt.tick, 1.0, 1.0);
 	ev_timer_start(lt.loop, &lt.tick);
 	party_breaks(1);
-	if (lt.o.load == LOAD_ARRIVALS)
+	if (lt.o.load == LOAD_ARRIVALS) {
+		next_arrival = ev_now(lt.loop);
 		schedule_arrival();
+	}
 }
 
 static void warmup_done_cb(struct ev_loop *loop, ev_timer *w, int revents)

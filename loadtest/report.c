@@ -258,9 +258,13 @@ static void print_title(void)
 		       lt.ncounselors, lt.nclients, tls, R.secs, lt.setup_s);
 		return;
 	}
-	if (o->load == LOAD_HELD)
+	if (o->load == LOAD_HELD && lt.ncounselors >= o->sessions)
 		printf("\nearshot-loadtest %s: %d sessions (%d legs) held, %.1f s steady state after "
 		       "%.0f s warm-up; setup took %.1f s\n", mode, o->sessions, 2 * o->sessions,
+		       R.secs, o->warmup, lt.setup_s);
+	else if (o->load == LOAD_HELD)
+		printf("\nearshot-loadtest %s: %d clients held for %d counselors, %.1f s steady state "
+		       "after %.0f s warm-up; setup took %.1f s\n", mode, o->sessions, lt.ncounselors,
 		       R.secs, o->warmup, lt.setup_s);
 	else
 		printf("\nearshot-loadtest %s: arrivals %.2f/s for %.0f s, then %.1f s of drain "
