@@ -739,8 +739,8 @@ static void plot_panel(FILE *f, const char *title, const char *ylabel, const cha
 	else
 		fprintf(f, "unset logscale y\nset yrange [0:%s]\n", max[0] > 0 ? "*" : "1");
 	if (isnan(max[0]) && isnan(max[1])) {
-		fprintf(f, "set label 1 'no data' at graph 0.5, 0.5 center\nset yrange [0:1]\n"
-		           "plot NaN notitle\nunset label 1\n");
+		fprintf(f, "set label 1 'no data' at graph 0.5, 0.5 center\nunset logscale y\n"
+		           "set yrange [0:1]\nplot NaN notitle\nunset label 1\n");
 		return;
 	}
 	const char *sep = "plot";
@@ -761,10 +761,17 @@ static int plot_script(FILE *f, const char *out, const char *data)
 	else
 		fprintf(f, "set terminal svg size 1400,1000 dynamic font 'sans,10'\n");
 	fprintf(f, "set output '%s'\ndata = '%s'\nset datafile missing 'nan'\n", out, data);
-	fprintf(f, "set multiplot layout 3,2 title 'earshot-loadtest: %s %s, %d counselors; "
-	           "x: seconds since measuring began' font ',12'\n", load_name(),
-	        proto_mode_name(lt.o.mode), lt.ncounselors);
-	fprintf(f, "set grid\nset key below\nset xrange [0:*]\nset autoscale xfixmax\n");
+	char what[96];
+	if (lt.o.load == LOAD_IDLE)
+		snprintf(what, sizeof what, "idle, %d connections", lt.ncounselors + lt.nclients);
+	else
+		snprintf(what, sizeof what, "%s %s, %d counselors", load_name(),
+		         proto_mode_name(lt.o.mode), lt.ncounselors);
+	fprintf(f, "set multiplot layout 3,2 title 'earshot-loadtest: %s; x: seconds since "
+	           "measuring began' font ',12'\n", what);
+	/* One x range for every panel, "no data" ones too. */
+	fprintf(f, "set grid\nset key below\nset xrange [0:%.3f]\n",
+	        lt.nrows ? lt.rows[lt.nrows - 1].t : 1.0);
 	static const struct series people[] = {
 		{ C_SESSIONS, "sessions", 0 }, { C_WAITING, "waiting clients", 0 },
 		{ C_AVAILABLE, "counselors available", 0 }, { C_AWAY, "counselors away", 0 },
