@@ -222,10 +222,11 @@ struct party {
 	int have_rx;
 	uint32_t rx_ssrc;
 	uint16_t rx_seq;
-	/* text, this session: what the peer sent us, and what of it arrived */
+	/* text, this session: what we sent and the last of it the peer
+	 * acknowledged (`delivered`); what the peer sent us and what arrived */
 	int texting;
-	int64_t text_next_ns, text_id;
-	uint64_t text_expected, text_received;
+	int64_t text_next_ns, text_id, text_delivered;
+	uint64_t text_sent, text_expected, text_received;
 };
 
 struct party *party_client_new(void);
@@ -254,8 +255,11 @@ void traffic_stop(struct party *p);
 void traffic_tick(void);
 void traffic_binary(struct party *p, const uint8_t *buf, size_t len);
 void traffic_text(struct party *p, const struct proto_msg *m);
+void traffic_delivered(struct party *p, const struct proto_msg *m);
 /* Whether both sides of client `c`'s session have received all the other
- * sent (audio: the last sequence number; text: every message). */
+ * sent (audio: the last sequence number; text: every message, and its
+ * acknowledgement reached the server: an `ack` behind the client's `end`
+ * would be refused). */
 int traffic_settled(const struct party *c);
 
 /* ---- reporting (report.c) ---- */

@@ -300,7 +300,8 @@ static void leave_session(struct party *p)
 {
 	if (p->text_expected > p->text_received)
 		lt.c.text_lost += p->text_expected - p->text_received;
-	p->text_expected = p->text_received = 0;
+	p->text_expected = p->text_received = p->text_sent = 0;
+	p->text_delivered = 0;
 	traffic_stop(p);
 	ev_timer_stop(lt.loop, &p->timer);
 	if (p->peer && p->peer->peer == p)
@@ -395,6 +396,7 @@ static void on_message(struct esc_conn *c, const struct proto_msg *m, const char
 	case PT_SESSION_START: session_start(p, m); break;
 	case PT_SESSION_END: session_end(p); break;
 	case PT_MSG: traffic_text(p, m); break;
+	case PT_DELIVERED: traffic_delivered(p, m); break;
 	case PT_ERROR: on_error_msg(p, m); break;
 	case PT_AUDIO:
 		if (strcmp(m->audio, "stopped") == 0)

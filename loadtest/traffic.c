@@ -246,6 +246,7 @@ static void send_text(struct party *p, int64_t now)
 	tmsg.text[n > lt.o.text_bytes ? n : lt.o.text_bytes] = '\0';
 	if (esc_send(p->c, &tmsg) != 0)
 		return;
+	p->text_sent++;
 	lt.c.text_sent++;
 	if (p->peer)
 		p->peer->text_expected++;
@@ -269,6 +270,12 @@ void traffic_text(struct party *p, const struct proto_msg *m)
 	tmsg.type = PT_ACK;
 	tmsg.seq = m->seq;
 	esc_send(p->c, &tmsg);
+}
+
+void traffic_delivered(struct party *p, const struct proto_msg *m)
+{
+	if (m->seq > p->text_delivered)
+		p->text_delivered = m->seq;
 	if (p->st == P_QUIET || (p->peer && p->peer->st == P_QUIET))
 		settle_check(p);
 }
@@ -350,7 +357,9 @@ int traffic_settled(const struct party *c)
 	const struct party *k = c->peer;
 	if (!k)
 		return 1;
-	if (c->text_received != c->text_expected || k->text_received != k->text_expected)
+	/* The server numbers a sender's messages from 1 in the session, and
+	 * each is acknowledged as it arrives. */
+	if (c->text_delivered != (int64_t)c->text_sent || k->text_delivered != (int64_t)k->text_sent)
 		return 0;
 	if (lt.o.mode != MODE_VOICE)
 		return 1;
