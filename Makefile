@@ -33,7 +33,8 @@ SERVER_SRC := server/ws.c server/web.c server/resume.c server/store_mem.c server
               client-demo/esclient.c
 CLIENT_LIB_SRC := client-demo/esclient.c client-demo/voice.c client-demo/wav.c
 CLIENT_SRC := client-demo/earshot.c
-LOADTEST_SRC := loadtest/loadtest.c
+LOADTEST_SRC := loadtest/main.c loadtest/party.c loadtest/traffic.c loadtest/measure.c \
+                loadtest/probe.c loadtest/report.c
 
 obj = $(patsubst %.c,$(B)/%.o,$(1))
 CORE_OBJ := $(call obj,$(CORE_SRC))

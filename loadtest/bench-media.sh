@@ -3,7 +3,8 @@
 # session count a fresh earshotd pinned to core 0 and earshot-loadtest
 # pinned to core 1 (PLATFORM.md, "This machine as a load-test bench").
 # Writes bench/media.md (machine, commit, date, one table row per count and
-# each run's summary) and bench/media-N.json.
+# each run's summary), bench/media-N.json and bench/media-N.svg (the run's
+# time series, drawn by gnuplot).
 #
 #   BENCH_SESSIONS  session counts to run (default "50 100 200 400")
 #   BENCH_SECONDS   steady-state seconds measured per count (default 10)
@@ -29,8 +30,9 @@ die() {
   exit 1
 }
 
-for tool in taskset jq curl; do
-  command -v "$tool" >/dev/null || die "needs $tool (apt-get install ${tool/taskset/util-linux})"
+# command:package
+for tool in taskset:util-linux jq:jq curl:curl gnuplot:gnuplot-nox; do
+  command -v "${tool%%:*}" >/dev/null || die "needs ${tool%%:*} (apt-get install ${tool#*:})"
 done
 for bin in earshotd earshot-loadtest; do
   [ -x "$build/$bin" ] || die "$build/$bin is missing: run make first"
@@ -113,7 +115,7 @@ for n in $sessions; do
   rc=0
   taskset -c "$generator_core" "$build/earshot-loadtest" --url "ws://127.0.0.1:$port/ws" \
     --server-pid "$server_pid" --voice-sessions "$n" --seconds "$secs" --tick-ms "$tick_ms" \
-    --json "$json" \
+    --json "$json" --plot "$out/media-$n.svg" \
     | tee "$summary" || rc=$?
   stop_server
   [ "$rc" -eq 0 ] || die "earshot-loadtest failed for $n sessions (exit $rc)"
@@ -135,7 +137,7 @@ for n in $sessions; do
        else (.server.dropped | to_entries | map(select(.value > 0) | "\(.key) \(.value)")
              | if length == 0 then "0" else join(", ") end) end)
     ] | "| " + join(" | ") + " |"' "$json")"$'\n'
-  details+=$'\n'"### $n sessions"$'\n\n```\n'"$(cat "$summary")"$'\n```\n'
+  details+=$'\n'"### $n sessions"$'\n\n```\n'"$(cat "$summary")"$'\n```\n\n'"![$n sessions, second by second](media-$n.svg)"$'\n'
 done
 
 {
