@@ -124,6 +124,7 @@ static void results_compute(void)
 		DELTA(media_not_opus);
 		DELTA(media_too_large);
 		DELTA(media_rate);
+		DELTA(media_stale);
 		DELTA(media_bad_rtp);
 		DELTA(media_no_session);
 		DELTA(media_slow_reader);
@@ -151,6 +152,7 @@ static const struct {
 	{ "not_opus", offsetof(struct proto_stats, media_not_opus) },
 	{ "too_large", offsetof(struct proto_stats, media_too_large) },
 	{ "rate", offsetof(struct proto_stats, media_rate) },
+	{ "stale", offsetof(struct proto_stats, media_stale) },
 	{ "bad_rtp", offsetof(struct proto_stats, media_bad_rtp) },
 	{ "no_session", offsetof(struct proto_stats, media_no_session) },
 	{ "slow_reader", offsetof(struct proto_stats, media_slow_reader) },
