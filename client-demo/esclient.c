@@ -337,19 +337,21 @@ void esc_conn_free(struct esc_conn *c)
 		lws_callback_on_writable(c->wsi);
 }
 
-/* Write a small frame at once when nothing waits ahead of it: no
+/* Write an audio frame at once when nothing waits ahead of it: no
  * allocation, no round through WRITEABLE (the load generator sends tens
- * of thousands of frames a second). A socket that cannot take it all is
- * no risk: lws keeps the rest and nothing more is written meanwhile. 1
- * when written (or the connection broke: it is now closing), 0 when the
- * caller must queue it. */
-static int write_now(struct esc_conn *c, const void *buf, size_t len, int binary)
+ * of thousands a second). A socket that cannot take it all is no risk:
+ * lws keeps the rest and nothing more is written meanwhile. Text keeps
+ * going through WRITEABLE, where lws reads before it writes: a peer's
+ * close frame is seen before more text is sent into a closed socket
+ * (whose reset would lose that close frame). 1 when written (or the
+ * connection broke: it is now closing), 0 when the caller must queue it. */
+static int write_now(struct esc_conn *c, const void *buf, size_t len)
 {
 	unsigned char frame[LWS_PRE + 2048];
 	if (!c->open || c->qhead || len > sizeof frame - LWS_PRE || lws_partial_buffered(c->wsi))
 		return 0;
 	memcpy(frame + LWS_PRE, buf, len);
-	if (lws_write(c->wsi, frame + LWS_PRE, len, binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) < 0) {
+	if (lws_write(c->wsi, frame + LWS_PRE, len, LWS_WRITE_BINARY) < 0) {
 		c->closing = 1;
 		lws_callback_on_writable(c->wsi);
 	}
@@ -360,7 +362,7 @@ int esc_send_raw(struct esc_conn *c, const void *buf, size_t len, int binary)
 {
 	if (c->closed || c->closing)
 		return -1;
-	if (write_now(c, buf, len, binary))
+	if (binary && write_now(c, buf, len))
 		return 0;
 	if (binary && c->qbinary >= c->x->binary_queue)
 		drop_oldest_binary(c);
