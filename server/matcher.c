@@ -24,6 +24,8 @@ static void set_state_for(struct matcher *m, struct mcounselor *k, enum proto_st
 {
 	m->by_state[k->state]--;
 	m->by_state[st]++;
+	if (k->skills[0] && (k->state == ST_AWAY) != (st == ST_AWAY))
+		m->skilled_active += st == ST_AWAY ? -1u : 1u;
 	k->state = st;
 	struct matcher_action a = { .type = MA_STATE, .counselor = k->id,
 	                            .state = st, .reason = reason, .for_ms = for_ms };
@@ -137,6 +139,10 @@ static int wants_previous(const struct matcher *m, const struct mclient *c, int6
  * just passed on them: worth waiting for. */
 static int skilled_online(const struct matcher *m, const struct mclient *c, int64_t now)
 {
+	/* Asked for every waiting client on every change to the queue: with
+	 * nobody skilled on duty, no walk over the roster. */
+	if (!m->skilled_active || !c->topic[0])
+		return 0;
 	const struct list *it;
 	list_for_each(it, &m->roster) {
 		const struct mcounselor *k = list_entry(it, const struct mcounselor, link);
@@ -409,6 +415,8 @@ void matcher_counselor_remove(struct matcher *m, struct mcounselor *k, int64_t n
 	if (k->state == ST_RINGING)
 		offer_back(k, now);
 	m->by_state[k->state]--;
+	if (k->skills[0] && k->state != ST_AWAY)
+		m->skilled_active--;
 	list_del(&k->link);
 	k->registered = 0;
 	m->queue_dirty = 1;

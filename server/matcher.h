@@ -122,6 +122,7 @@ struct matcher {
 	                                * among equals; all registered */
 	uint32_t queue_len;
 	uint32_t by_state[ST__COUNT];
+	uint32_t skilled_active;       /* counselors with skills, not away */
 	int64_t next_offer_id;
 	int64_t handle_ms;             /* moving average */
 	uint64_t served, abandoned;
