@@ -173,15 +173,14 @@ fuzz-replay: $(B)/fuzz/replay_proto $(B)/fuzz/replay_media
 	$(B)/fuzz/replay_proto tests/fuzz/corpus tests/fuzz/crashes
 	$(B)/fuzz/replay_media tests/fuzz/media_corpus tests/fuzz/media_crashes
 
-# The media benchmark: earshotd on core 0, the load generator on core 1,
-# for each BENCH_SESSIONS count; writes bench/media.md and bench/media-N.json.
-.PHONY: bench-media
-BENCH_SESSIONS ?= 50 100 200 400
-BENCH_SECONDS ?= 10
-bench-media:
+# The benchmark (loadtest/bench.sh): servers on core 0, the load generator
+# on core 1; writes bench/RESULTS.md and each run's JSON and chart. Its
+# BENCH_* variables (parts, counts, seconds) come from the environment.
+.PHONY: bench
+bench:
 	@.ci/install-deps bench
 	@$(MAKE) --no-print-directory binaries
-	BUILD=$(B) BENCH_SESSIONS="$(BENCH_SESSIONS)" BENCH_SECONDS=$(BENCH_SECONDS) loadtest/bench-media.sh
+	BUILD=$(B) loadtest/bench.sh
 
 clean:
 	rm -rf build build-san
