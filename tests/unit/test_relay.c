@@ -58,21 +58,41 @@ static enum relay_verdict send_at(struct rig *g, int64_t now)
 	return relay_packet(&g->r, 0, buf, &len, now, &resumed);
 }
 
+/* `n` frames, each arriving when it is due from `*t` on: all relayed. */
+static void on_time(struct rig *g, int64_t *t, int n)
+{
+	for (int i = 0; i < n; i++, *t += FRAME_MS)
+		assert_int_equal(send_at(g, *t), RELAY_FORWARD);
+}
+
+/* The server stalls: the next `ms` of frames are all read when the last
+ * of them is due. Returns how many were dropped as stale; the rest must
+ * have been relayed. */
+static int stall(struct rig *g, int64_t *t, int ms)
+{
+	int64_t read_at = *t + ms;
+	int dropped = 0;
+	for (int i = 0; i < ms / FRAME_MS; i++, *t += FRAME_MS) {
+		enum relay_verdict v = send_at(g, read_at);
+		assert_true(v == RELAY_FORWARD || v == RELAY_DROP_STALE);
+		dropped += v == RELAY_DROP_STALE;
+	}
+	return dropped;
+}
+
 static void test_steady_and_jitter_pass(void **state)
 {
 	(void)state;
 	struct rig g;
 	rig_init(&g, 400, 1000, 7);
 	int64_t t = 1000;
-	for (int i = 0; i < 500; i++, t += FRAME_MS)
-		assert_int_equal(send_at(&g, t), RELAY_FORWARD);
+	on_time(&g, &t, 500);
 	/* Jitter: the network holds 20 frames, then delivers them at once,
 	 * the first 390 ms late. */
 	int64_t burst_at = t + 390;
 	for (int i = 0; i < 20; i++, t += FRAME_MS)
 		assert_int_equal(send_at(&g, burst_at), RELAY_FORWARD);
-	for (int i = 0; i < 20; i++, t += FRAME_MS)
-		assert_int_equal(send_at(&g, t), RELAY_FORWARD);
+	on_time(&g, &t, 20);
 	rig_free(&g);
 }
 
@@ -82,25 +102,13 @@ static void test_late_audio_dropped_then_flows(void **state)
 	struct rig g;
 	rig_init(&g, 400, 0, 0xfffff000u); /* the timestamp wraps on the way */
 	int64_t t = 0;
-	for (int i = 0; i < 100; i++, t += FRAME_MS)
-		assert_int_equal(send_at(&g, t), RELAY_FORWARD);
+	on_time(&g, &t, 100);
 	/* The server fell behind: it reads 0.9 s of audio all at once, when
-	 * the last of it is due. Whatever is over 400 ms late is dropped. */
-	int64_t read_at = t + 900;
-	int dropped = 0, relayed = 0;
-	for (int i = 0; i < 45; i++, t += FRAME_MS) {
-		enum relay_verdict v = send_at(&g, read_at);
-		assert_true(v == RELAY_FORWARD || v == RELAY_DROP_STALE);
-		dropped += v == RELAY_DROP_STALE;
-		relayed += v == RELAY_FORWARD;
-	}
-	/* Due at t0 + 20 i, read at t0 + 900: late 900 - 20 i ms, over 400
-	 * for i < 25. */
-	assert_int_equal(dropped, 25);
-	assert_int_equal(relayed, 20);
+	 * the last of it is due. Frames due at t0 + 20 i are read at t0 + 900:
+	 * late 900 - 20 i ms, over 400 for i < 25. */
+	assert_int_equal(stall(&g, &t, 900), 25);
 	/* Caught up: on time again, all relayed. */
-	for (int i = 0; i < 50; i++, t += FRAME_MS)
-		assert_int_equal(send_at(&g, t), RELAY_FORWARD);
+	on_time(&g, &t, 50);
 	rig_free(&g);
 }
 
@@ -124,12 +132,10 @@ static void test_new_stream_resyncs(void **state)
 	struct rig g;
 	rig_init(&g, 400, 0, 500000);
 	int64_t t = 0;
-	for (int i = 0; i < 50; i++, t += FRAME_MS)
-		assert_int_equal(send_at(&g, t), RELAY_FORWARD);
+	on_time(&g, &t, 50);
 	/* A timestamp far back (another stream's clock): not an hour late. */
 	g.ts -= 48000 * 3600;
-	for (int i = 0; i < 50; i++, t += FRAME_MS)
-		assert_int_equal(send_at(&g, t), RELAY_FORWARD);
+	on_time(&g, &t, 50);
 	rig_free(&g);
 }
 
@@ -139,21 +145,15 @@ static void test_jump_ahead_then_overload(void **state)
 	struct rig g;
 	rig_init(&g, 400, 0, 0);
 	int64_t t = 0;
-	for (int i = 0; i < 50; i++, t += FRAME_MS)
-		assert_int_equal(send_at(&g, t), RELAY_FORWARD);
+	on_time(&g, &t, 50);
 	/* 5 s of silence over which the timestamps jump 10 s (a capture
 	 * started again, say): the frames look early against the old
 	 * reference, which moves to them. */
 	t += 5000;
 	g.ts += 48 * 10000;
-	for (int i = 0; i < 50; i++, t += FRAME_MS)
-		assert_int_equal(send_at(&g, t), RELAY_FORWARD);
+	on_time(&g, &t, 50);
 	/* So an overload right after is still seen as one. */
-	int64_t read_at = t + 900;
-	int dropped = 0;
-	for (int i = 0; i < 45; i++, t += FRAME_MS)
-		dropped += send_at(&g, read_at) == RELAY_DROP_STALE;
-	assert_int_equal(dropped, 25);
+	assert_int_equal(stall(&g, &t, 900), 25);
 	rig_free(&g);
 }
 
@@ -163,13 +163,11 @@ static void test_sender_pause_is_not_late(void **state)
 	struct rig g;
 	rig_init(&g, 400, 0, 0);
 	int64_t t = 0;
-	for (int i = 0; i < 50; i++, t += FRAME_MS)
-		assert_int_equal(send_at(&g, t), RELAY_FORWARD);
+	on_time(&g, &t, 50);
 	/* The microphone goes away for 2.5 s: nothing is sent, and the
 	 * page's clock (it counts captured frames) stands still. */
 	t += 2500;
-	for (int i = 0; i < 50; i++, t += FRAME_MS)
-		assert_int_equal(send_at(&g, t), RELAY_FORWARD);
+	on_time(&g, &t, 50);
 	rig_free(&g);
 }
 
