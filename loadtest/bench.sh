@@ -143,7 +143,7 @@ voice_run() {
   echo "== $n voice sessions, TLS, one node" >&2
   start_node "$out/$name.log" "${tls_args[@]}"
   run_gen "$name" --url "wss://127.0.0.1:$node_port/ws" --insecure --server-pid "$node_pid" \
-    --voice-sessions "$n" --tick-ms "$tick_ms" --ramp 100 || echo "bench: $name failed" >&2
+    --voice-sessions "$n" --tick-ms "$tick_ms" --ramp 50 || echo "bench: $name failed" >&2
   stop_all
   last_json="$out/$name.json"
 }
@@ -271,7 +271,7 @@ if [[ " $parts " == *" 4 "* ]]; then
   b_pid="$node_pid" b_port="$node_port"
   run_gen "$name" --url "wss://127.0.0.1:$a_port/ws" --url "wss://127.0.0.1:$b_port/ws" --insecure \
     --server-pid "$a_pid" --server-pid "$b_pid" --redis "127.0.0.1:$rport" \
-    --voice-sessions "$n" --tick-ms "$tick_ms" --ramp 100 || echo "bench: $name failed" >&2
+    --voice-sessions "$n" --tick-ms "$tick_ms" --ramp 50 || echo "bench: $name failed" >&2
   stop_all
   report+=$'\n## 4. Voice over two nodes and Redis, TLS\n\n'
   report+="Both nodes and Redis share core $server_core; clients and counselors alternate between the nodes, so about half the sessions cross from one node to the other."$'\n\n'
