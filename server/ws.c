@@ -130,6 +130,12 @@ int ws_send_media(struct ws_conn *c, const uint8_t *buf, size_t len)
 	size_t n = c->mcap;
 	if (c->closing || len > WS_MEDIA_MAX || n == 0)
 		return -1;
+	if (!c->mcount) {
+		unsigned char *p = c->srv->txbuf + LWS_PRE;
+		memcpy(p, buf, len);
+		if (write_now(c, p, len))
+			return 0;
+	}
 	if (!c->mring) {
 		c->mring = malloc(n * MSLOT);
 		c->mlen = malloc(n * sizeof *c->mlen);
@@ -140,12 +146,6 @@ int ws_send_media(struct ws_conn *c, const uint8_t *buf, size_t len)
 			c->mlen = NULL;
 			return -1;
 		}
-	}
-	if (!c->mcount) {
-		unsigned char *p = c->srv->txbuf + LWS_PRE;
-		memcpy(p, buf, len);
-		if (write_now(c, p, len))
-			return 0;
 	}
 	int dropped = 0;
 	if (c->mcount == n) {
