@@ -246,6 +246,24 @@ static int start(struct h_server *s, const char *const *args, int tls)
 		argv[n++] = args[i];
 	argv[n++] = "--port";
 	argv[n++] = port;
+	char cert[96], key[96];
+	if (tls) {
+		char cmd[512];
+		snprintf(s->tlsdir, sizeof s->tlsdir, "/tmp/earshot-tls-XXXXXX");
+		if (!mkdtemp(s->tlsdir))
+			return -1;
+		snprintf(cert, sizeof cert, "%s/cert.pem", s->tlsdir);
+		snprintf(key, sizeof key, "%s/key.pem", s->tlsdir);
+		snprintf(cmd, sizeof cmd,
+		         "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 "
+		         "-subj /CN=localhost -keyout %s -out %s >/dev/null 2>&1", key, cert);
+		if (system(cmd) != 0)
+			return -1;
+		argv[n++] = "--tls-cert";
+		argv[n++] = cert;
+		argv[n++] = "--tls-key";
+		argv[n++] = key;
+	}
 	char url[96] = "";
 	if (shared_redis.pid > 0) {
 		int db = shared_db++ % 16;
@@ -301,8 +319,23 @@ int h_server_start_tls(struct h_server *s, const char *const *args)
 	return start(s, args, 1);
 }
 
+/* The server read its certificate at start: the files can go. */
+static void tls_remove(struct h_server *s)
+{
+	if (!s->tlsdir[0])
+		return;
+	char path[128];
+	snprintf(path, sizeof path, "%s/cert.pem", s->tlsdir);
+	unlink(path);
+	snprintf(path, sizeof path, "%s/key.pem", s->tlsdir);
+	unlink(path);
+	rmdir(s->tlsdir);
+	s->tlsdir[0] = '\0';
+}
+
 int h_server_stop(struct h_server *s)
 {
+	tls_remove(s);
 	if (s->pid <= 0)
 		return -1;
 	servers_track(s->pid, 0);
@@ -325,6 +358,7 @@ int h_server_stop(struct h_server *s)
 
 void h_server_kill(struct h_server *s)
 {
+	tls_remove(s);
 	if (s->pid <= 0)
 		return;
 	servers_track(s->pid, 0);

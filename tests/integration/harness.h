@@ -16,6 +16,7 @@ struct h_server {
 	int port;
 	char url[128];
 	char logpath[256];
+	char tlsdir[64];               /* TLS: its self-signed certificate's folder */
 };
 
 struct h_peer;
@@ -27,8 +28,8 @@ void h_fini(void);
 /* Start $EARSHOTD (default build/earshotd) with `args` (NULL-terminated,
  * may be NULL) plus --port; waits until /healthz answers. Returns 0. */
 int h_server_start(struct h_server *s, const char *const *args);
-/* The same for a server given --tls-cert/--tls-key: peers use wss://
- * (self-signed certificates accepted). */
+/* The same over TLS: a fresh self-signed certificate (removed at stop)
+ * is passed as --tls-cert/--tls-key; peers use wss:// and accept it. */
 int h_server_start_tls(struct h_server *s, const char *const *args);
 /* SIGTERM and wait; returns the exit status (or -1 on a signal/timeout). */
 int h_server_stop(struct h_server *s);
